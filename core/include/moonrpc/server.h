@@ -1,0 +1,141 @@
+/* moonrpc/server.h: an rpcx server on a libuv loop that the host owns.
+ *
+ * A server holds services (name -> methods -> C handler), listens on TCP or
+ * unix sockets, decodes frames, answers heartbeats, checks auth, and hands
+ * each request to its handler as an mrpc_req_t. The handler answers at once
+ * or later (a deferred reply); either way it calls exactly one of
+ * mrpc_req_reply / mrpc_req_error / mrpc_req_drop, which releases the
+ * request. Replies produced while the server is handling one read are sent
+ * with one write when that read is done. */
+#ifndef MOONRPC_SERVER_H
+#define MOONRPC_SERVER_H
+
+#include <uv.h>
+#include "frame.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mrpc_server_s mrpc_server_t;
+typedef struct mrpc_req_s mrpc_req_t;
+
+/* A method handler. `req` is valid until the handler (now or later) answers
+ * it with mrpc_req_reply, mrpc_req_error or mrpc_req_drop. */
+typedef void (*mrpc_handler_fn)(mrpc_req_t *req, void *udata);
+
+/* The auth hook: returns 0 to accept, non-zero to refuse; on refusal it may
+ * write a message into `err` (errlen bytes). `token` is the __AUTH value
+ * (NULL when absent). A refused request gets an error reply and its
+ * connection is closed once the reply is written, as rpcx does. */
+typedef int (*mrpc_auth_fn)(mrpc_req_t *req, const char *token,
+                            size_t token_len, void *udata, char *err,
+                            size_t errlen);
+
+/* Log sink for events that have nobody to answer (a failing oneway call, a
+ * connection closed for a protocol error). `level` 0 info, 1 warning. */
+typedef void (*mrpc_log_fn)(void *udata, int level, const char *msg);
+
+typedef void (*mrpc_server_cb)(mrpc_server_t *s, void *udata);
+
+typedef struct mrpc_server_opts_s {
+  mrpc_limits_t limits;   /* zero fields take defaults */
+  mrpc_auth_fn auth;      /* NULL: no auth */
+  void *auth_udata;
+  mrpc_log_fn log;        /* NULL: logs go to stderr */
+  void *log_udata;
+} mrpc_server_opts_t;
+
+/* Creates a server on `loop` (which the host owns and runs). `opts` may be
+ * NULL. The server owns its memory until mrpc_server_close's callback.
+ * Returns 0 or MRPC_ENOMEM. */
+int mrpc_server_new(uv_loop_t *loop, const mrpc_server_opts_t *opts,
+                    mrpc_server_t **out);
+
+/* Adds `service`.`method` with its handler. Names are copied. Registering
+ * the same pair again replaces the handler. 0, MRPC_EINVAL or MRPC_ENOMEM. */
+int mrpc_server_register(mrpc_server_t *s, const char *service,
+                         const char *method, mrpc_handler_fn fn, void *udata);
+
+/* Installs (or with fn NULL removes) the auth hook after creation. */
+void mrpc_server_set_auth(mrpc_server_t *s, mrpc_auth_fn fn, void *udata);
+
+/* Removes a whole service (requests to it then get "can't find service").
+ * 0 or MRPC_ENOSERVICE. */
+int mrpc_server_unregister(mrpc_server_t *s, const char *service);
+
+/* Starts listening. `network` is "tcp" or "unix"; `address` is "host:port"
+ * (":port" means 0.0.0.0; port 0 picks a free port) or a socket path. May be
+ * called more than once for several listeners. Returns 0, MRPC_EADDR, or a
+ * libuv error (UV_EADDRINUSE ...). */
+int mrpc_server_listen(mrpc_server_t *s, const char *network,
+                       const char *address);
+
+/* Writes the address of listener `i` as "tcp@127.0.0.1:8972" or
+ * "unix@/path" into buf. 0, MRPC_EINVAL (no such listener) or UV_ENOBUFS. */
+int mrpc_server_address(mrpc_server_t *s, int i, char *buf, size_t len);
+
+/* Graceful shutdown: stops accepting, lets calls in flight finish (their
+ * replies are written), then closes every connection and calls `cb`. Calls
+ * still running after `timeout_ms` are abandoned (their replies dropped).
+ * Requests arriving meanwhile get the error "server is shutting down". The
+ * server stays allocated: free it with mrpc_server_close. */
+int mrpc_server_shutdown(mrpc_server_t *s, uint64_t timeout_ms,
+                         mrpc_server_cb cb, void *udata);
+
+/* Closes listeners and connections at once and frees the server once every
+ * handle is closed and every request released; then calls `cb` (may be
+ * NULL) with NULL as the server, since it is already freed. Requests still held by handlers stay valid: answering them is
+ * allowed and drops the answer. Do not use `s` after this call. */
+void mrpc_server_close(mrpc_server_t *s, mrpc_server_cb cb, void *udata);
+
+/* Number of open connections / requests being handled. */
+size_t mrpc_server_conn_count(const mrpc_server_t *s);
+size_t mrpc_server_inflight(const mrpc_server_t *s);
+
+/* ---- requests ---------------------------------------------------------- */
+
+/* The request frame: path, method, metadata and (decompressed) payload. The
+ * pointers stay valid until the request is answered. */
+const mrpc_frame_t *mrpc_req_frame(const mrpc_req_t *req);
+
+/* The serialize type of the request (0 raw, 1 JSON, 3 msgpack). */
+int mrpc_req_serialize(const mrpc_req_t *req);
+
+/* The __ServerTimeout the caller sent, in ms (0: none), and the deadline as
+ * uv_now() milliseconds of the server's loop (0: none). */
+uint64_t mrpc_req_timeout(const mrpc_req_t *req);
+uint64_t mrpc_req_deadline(const mrpc_req_t *req);
+
+/* The peer's address ("127.0.0.1:53412", or the socket path for unix). */
+int mrpc_req_remote(const mrpc_req_t *req, char *buf, size_t len);
+
+/* 1 when the caller asked for no answer. */
+int mrpc_req_oneway(const mrpc_req_t *req);
+
+/* Answers with a normal reply: `payload` is already serialized in the
+ * request's serialize type; it is gzipped when the request was gzipped and
+ * it is larger than 1024 bytes, as rpcx does. `meta` becomes the reply
+ * metadata. All bytes are copied. Releases `req`. Returns 0, or
+ * MRPC_ECONNLOST when the connection is gone (the answer is dropped). */
+int mrpc_req_reply(mrpc_req_t *req, const char *payload, size_t len,
+                   const mrpc_meta_t *meta, size_t nmeta);
+
+/* Answers with an error: status 1 and `msg` in __rpcx_error__. `payload`
+ * (may be NULL) is sent too, as rpcx sends the reply object beside a
+ * service error. A oneway request is not answered; the error is logged.
+ * Releases `req`. */
+int mrpc_req_error(mrpc_req_t *req, const char *msg, const char *payload,
+                   size_t len, const mrpc_meta_t *meta, size_t nmeta);
+
+/* Releases `req` without answering. */
+void mrpc_req_drop(mrpc_req_t *req);
+
+/* Per-request user pointer, for the handler's own bookkeeping. */
+void mrpc_req_set_data(mrpc_req_t *req, void *data);
+void *mrpc_req_get_data(const mrpc_req_t *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

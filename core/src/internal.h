@@ -1,0 +1,17 @@
+/* internal.h: helpers shared inside libmoonrpc (prefix mrpc__). */
+#ifndef MOONRPC_INTERNAL_H
+#define MOONRPC_INTERNAL_H
+
+#include <stdarg.h>
+#include <uv.h>
+#include "moonrpc.h"
+
+int mrpc__hostport(const char *hp, char *host, size_t hlen, int *port);
+int mrpc__sockaddr(const char *hp, struct sockaddr_storage *ss, char *host,
+                   size_t hlen, int *port);
+int mrpc__sockname(const struct sockaddr_storage *ss, char *buf, size_t len);
+void mrpc__log(mrpc_log_fn fn, void *udata, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+char *mrpc__strndup(const char *s, size_t n);
+
+#endif

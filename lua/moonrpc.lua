@@ -1,0 +1,41 @@
+--- moonrpc: rpcx-compatible RPC for Lua 5.4.
+--
+-- Services are Lua tables of functions; calls yield inside coroutines and
+-- run the loop at a script's top level. The names follow rpcx's Go API:
+-- server / register / serve, peer2peer / multiple_servers, xclient with
+-- call / go / oneshot, the fail modes and the selectors.
+-- @module moonrpc
+
+local core = require "moonrpc.core"
+local sched = require "moonrpc.sched"
+local errors = require "moonrpc.errors"
+local server = require "moonrpc.server"
+local xclient = require "moonrpc.xclient"
+
+local M = {
+  _VERSION = core.version,
+  null = core.null,     -- stands for nil inside tables
+  bin = core.bin,       -- bin(s): send s as msgpack bin (Go []byte)
+  encode = core.encode, -- encode(v [, serialize]) -> bytes | nil, code, msg
+  decode = core.decode, -- decode(bytes [, serialize]) -> v | nil, code, msg
+  limits = core.limits, -- the named limits and their defaults
+  server = server.new,
+  peer2peer = xclient.peer2peer,
+  multiple_servers = xclient.multiple_servers,
+  xclient = xclient.new,
+  parse_meta = xclient.parse_meta,
+  run = sched.run,
+  stop = sched.stop,
+  spawn = sched.spawn,
+  sleep = sched.sleep,
+  future = sched.future,
+  error = errors.new,
+  is_error = errors.is,
+  now = core.now,
+  loop_pointer = core.loop_pointer,
+}
+
+for k in pairs(xclient.fail_modes) do M[k] = k end
+for k in pairs(xclient.selectors) do M[k] = k end
+
+return M

@@ -1,0 +1,247 @@
+--- moonrpc.sched: coroutines, futures, timers and the loop.
+--
+-- Every incoming request and every `moonrpc.spawn` runs in a pooled
+-- coroutine. A wait inside such a coroutine yields (with a private tag, so
+-- users' own coroutines keep working) and is resumed from Lua when its event
+-- arrives; a wait anywhere else (a script's top level, the REPL) runs the loop
+-- until the event arrives. C never resumes a coroutine: the C callbacks call
+-- the dispatchers below, which do.
+-- @module moonrpc.sched
+
+local core = require "moonrpc.core"
+
+local M = {}
+
+local create, resume, yield, running, status =
+  coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+local pack, unpack = table.pack, table.unpack
+
+local TAG = setmetatable({}, { __name = "moonrpc.wait" })  -- our yields
+local IDLE = setmetatable({}, { __name = "moonrpc.idle" }) -- a pooled worker
+local ours = setmetatable({}, { __mode = "k" })            -- coroutines we run
+local pool, POOL_MAX = {}, 512
+
+local next_id = 0
+local completions = {} -- id -> function(code, msg, value, meta)
+local timers = {}      -- id -> function()
+local timer_handles = {}
+
+--- A fresh integer id for completions and timers.
+function M.id()
+  next_id = next_id + 1
+  return next_id
+end
+
+local function report(where, err)
+  io.stderr:write("moonrpc: error in ", where, ": ", tostring(err), "\n")
+end
+
+-- A worker runs one job after another; between jobs it waits in the pool.
+local function worker(fn, a, b, c)
+  local co = running()
+  while true do
+    local ok, err = pcall(fn, a, b, c)
+    if not ok then report("coroutine", err) end
+    if #pool >= POOL_MAX then return end
+    pool[#pool + 1] = co
+    fn, a, b, c = yield(IDLE)
+  end
+end
+
+local defer -- forward
+
+-- Looks at what a resumed coroutine did: finished, waits for us, or yielded
+-- something of its own (then it is resumed on the next loop turn).
+local function step(co, ok, tag)
+  if not ok then
+    ours[co] = nil
+    report("coroutine", tag)
+  elseif tag ~= TAG and tag ~= IDLE and status(co) == "suspended" then
+    defer(co)
+  end
+end
+
+--- Runs `fn(a, b, c)` now in a pooled coroutine.
+function M.start(fn, a, b, c)
+  local co = pool[#pool]
+  if co then
+    pool[#pool] = nil
+  else
+    co = create(worker)
+    ours[co] = true
+  end
+  step(co, resume(co, fn, a, b, c))
+end
+
+--- Resumes a coroutine that waits with our tag.
+function M.wake(co, ...)
+  step(co, resume(co, ...))
+end
+
+--- True when the running coroutine is one of ours (a wait may yield).
+function M.in_ours()
+  local co = running()
+  return co ~= nil and ours[co] == true
+end
+
+-- ---- timers ---------------------------------------------------------------
+
+--- Calls `fn()` once after `seconds`; returns an id for `cancel`.
+function M.after(seconds, fn)
+  local id = M.id()
+  timers[id] = fn
+  timer_handles[id] = core.timer_start(seconds * 1000, id)
+  return id
+end
+
+--- Stops a timer that has not fired yet.
+function M.cancel(id)
+  local h = timer_handles[id]
+  if h then
+    timer_handles[id], timers[id] = nil, nil
+    core.timer_stop(h)
+  end
+end
+
+defer = function(co)
+  M.after(0, function() M.wake(co) end)
+end
+
+-- ---- futures ---------------------------------------------------------------
+
+local Future = {}
+Future.__index = Future
+
+--- A one-shot event carrying values.
+function M.future()
+  return setmetatable({ done = false, waiters = {} }, Future)
+end
+
+--- Completes the future (once; later calls are ignored) and wakes waiters.
+function Future:set(...)
+  if self.done then return end
+  self.done = true
+  self.values = pack(...)
+  local ws = self.waiters
+  self.waiters = nil
+  for i = 1, #ws do
+    local w = ws[i]
+    if not w.fired then
+      w.fired = true
+      if w.timer then M.cancel(w.timer) end
+      M.wake(w.co, true)
+    end
+  end
+end
+
+--- The values the future was completed with.
+function Future:get()
+  local v = self.values
+  return unpack(v, 1, v.n)
+end
+
+local function must_not_block(level)
+  if core.in_callback() then
+    error("moonrpc: cannot block inside a callback; wait from a coroutine " ..
+          "(moonrpc.spawn) or a handler instead", level + 1)
+  end
+end
+
+--- Runs the loop until `done()` is true or `seconds` pass. Returns
+-- done(). Raises when nothing is left that could make it true.
+function M.block_until(done, seconds)
+  must_not_block(2)
+  local expired, t = false, nil
+  if seconds then t = M.after(seconds, function() expired = true end) end
+  while not done() and not expired do
+    if not core.run("once") and not done() and not expired then
+      error("moonrpc: nothing left to wait for (the event can never come)", 2)
+    end
+  end
+  if t and not expired then M.cancel(t) end
+  return done()
+end
+
+--- Waits until the future is set, or `seconds` pass. Returns true when set.
+-- Yields inside our coroutines; runs the loop anywhere else.
+function Future:wait(seconds)
+  if self.done then return true end
+  if M.in_ours() then
+    local w = { co = running() }
+    self.waiters[#self.waiters + 1] = w
+    if seconds then
+      w.timer = M.after(seconds, function()
+        if w.fired then return end
+        w.fired = true
+        M.wake(w.co, false)
+      end)
+    end
+    return yield(TAG)
+  end
+  return M.block_until(function() return self.done end, seconds)
+end
+
+--- Sleeps for `seconds` (yields in a coroutine, runs the loop elsewhere).
+function M.sleep(seconds)
+  local f = M.future()
+  M.after(seconds, function() f:set() end)
+  f:wait()
+end
+
+-- ---- completions --------------------------------------------------------------
+
+--- Registers `fn(code, msg, value, meta)` under a new id for a C completion.
+function M.expect(fn)
+  local id = M.id()
+  completions[id] = fn
+  return id
+end
+
+--- Forgets a registered completion (its C call failed to start).
+function M.forget(id)
+  completions[id] = nil
+end
+
+-- ---- the dispatchers C calls -----------------------------------------------------
+
+M.request_handler = nil -- set by moonrpc.server: function(handler, req, args)
+M.push_handler = nil    -- set by moonrpc.xclient: function(client_id, ...)
+
+core.set_dispatchers(
+  function(handler, req, args) -- a request
+    M.start(M.request_handler, handler, req, args)
+  end,
+  function(id, code, msg, value, meta) -- a completion
+    local fn = completions[id]
+    if fn then
+      completions[id] = nil
+      fn(code, msg, value, meta)
+    end
+  end,
+  function(id) -- a timer
+    local fn = timers[id]
+    timers[id], timer_handles[id] = nil, nil
+    if fn then fn() end
+  end,
+  function(client_id, service, method, value, meta) -- a server push
+    if M.push_handler then M.push_handler(client_id, service, method, value, meta) end
+  end)
+
+--- Runs the loop until `stop()` is called or nothing is left to do.
+function M.run()
+  must_not_block(2)
+  core.run("default")
+end
+
+function M.stop()
+  core.stop()
+end
+
+--- Starts `fn(...)` in a new coroutine now and returns at its first wait.
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then error("bad argument #1 to 'spawn' (function expected)", 2) end
+  local n, args = select("#", ...), pack(...)
+  if n == 0 then M.start(fn) else M.start(function() fn(unpack(args, 1, n)) end) end
+end
+
+return M

@@ -1,0 +1,216 @@
+--- moonrpc.server: services written as Lua tables of functions.
+--
+--     local s = moonrpc.server()
+--     s:register("Arith", {
+--       Mul = function(ctx, args) return { C = args.A * args.B } end,
+--     }, "weight=10")
+--     s:serve("tcp", "127.0.0.1:8972")
+--
+-- A handler is `function(ctx, args) return reply end`. Raising, or
+-- returning `nil, err`, sends an error reply whose __rpcx_error__ is the
+-- message; returning `reply, err` sends the error with `reply` as payload,
+-- as rpcx does. Each request runs in a pooled coroutine, so a handler may
+-- call other services or sleep without holding up other requests.
+-- @module moonrpc.server
+
+local core = require "moonrpc.core"
+local sched = require "moonrpc.sched"
+local errors = require "moonrpc.errors"
+
+local M = {}
+
+local SERIALIZE_NAMES = { [0] = "raw", [1] = "json", [3] = "msgpack" }
+
+-- ---- the request context ----------------------------------------------------
+
+local Ctx = {}
+
+local function load_info(ctx)
+  local req = rawget(ctx, "_req")
+  if rawget(ctx, "_done") then
+    error("moonrpc: request context used after its reply was sent", 3)
+  end
+  local service, method, remote, timeout, deadline, ser, oneway = core.req_info(req)
+  rawset(ctx, "service", service)
+  rawset(ctx, "method", method)
+  rawset(ctx, "remote", remote)
+  rawset(ctx, "timeout", timeout > 0 and timeout / 1000 or nil)
+  rawset(ctx, "deadline", deadline > 0 and deadline or nil)
+  rawset(ctx, "serialize", SERIALIZE_NAMES[ser] or ser)
+  rawset(ctx, "oneway", oneway)
+  rawset(ctx, "_info", true)
+end
+
+local fields = {
+  service = true, method = true, remote = true, timeout = true,
+  deadline = true, serialize = true, oneway = true,
+}
+
+Ctx.__index = function(ctx, k)
+  local m = Ctx[k]
+  if m then return m end
+  if k == "meta" then
+    if rawget(ctx, "_done") then error("moonrpc: request context used after its reply was sent", 2) end
+    local t = core.req_meta(rawget(ctx, "_req"))
+    rawset(ctx, "meta", t)
+    return t
+  end
+  if fields[k] and not rawget(ctx, "_info") then
+    load_info(ctx)
+    return rawget(ctx, k)
+  end
+  return nil
+end
+
+--- Sets a metadata pair on the reply.
+function Ctx:set_meta(k, v)
+  if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+    error("bad argument to 'set_meta' (string key and string value expected)", 2)
+  end
+  local m = rawget(self, "_rmeta")
+  if not m then m = {}; rawset(self, "_rmeta", m) end
+  m[k] = tostring(v)
+end
+
+--- Seconds left before the caller's deadline (__ServerTimeout), or nil.
+function Ctx:remaining()
+  local d = self.deadline
+  if not d then return nil end
+  return math.max(0, (d - core.now()) / 1000)
+end
+
+local function new_ctx(req)
+  return setmetatable({ _req = req }, Ctx)
+end
+
+-- Runs one request in its coroutine and answers it exactly once.
+local function run_request(handler, req, args)
+  local ctx = new_ctx(req)
+  local ok, res, err = pcall(handler, ctx, args)
+  local rmeta = rawget(ctx, "_rmeta")
+  ctx._done = true
+  if not ok then
+    core.reply_error(req, errors.handler_message(res), nil, rmeta)
+  elseif err ~= nil then
+    core.reply_error(req, errors.handler_message(err), res, rmeta)
+  else
+    core.reply(req, res, rmeta)
+  end
+end
+
+sched.request_handler = run_request
+
+-- ---- the server ------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+Server.__name = "moonrpc.server"
+
+--- Creates a server. `opts`: the named limits (max_frame, max_meta_pairs,
+-- max_meta_bytes, max_decompressed, max_depth, max_conns, max_write_queue).
+function M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'server' (table expected)", 2)
+  end
+  local s = setmetatable({ services = {}, opts = opts or {} }, Server)
+  s.core = core.server_new(opts)
+  return s
+end
+
+--- Registers `handlers` (a table of functions) as service `name`, with
+-- rpcx metadata such as "weight=10&group=a". Only function fields become
+-- methods.
+function Server:register(name, handlers, metadata)
+  if type(name) ~= "string" or name == "" then
+    error("bad argument #1 to 'register' (service name expected)", 2)
+  end
+  if type(handlers) ~= "table" then
+    error("bad argument #2 to 'register' (table of functions expected)", 2)
+  end
+  if metadata ~= nil and type(metadata) ~= "string" then
+    error("bad argument #3 to 'register' (metadata string expected)", 2)
+  end
+  local methods = {}
+  for k, v in pairs(handlers) do
+    if type(k) == "string" and type(v) == "function" then
+      self.core:add(name, k, v)
+      methods[#methods + 1] = k
+    end
+  end
+  if #methods == 0 then error("register: '" .. name .. "' has no functions", 2) end
+  table.sort(methods)
+  self.services[name] = { methods = methods, metadata = metadata or "" }
+  return self
+end
+
+--- Removes a service.
+function Server:unregister(name)
+  self.services[name] = nil
+  return self.core:remove(name)
+end
+
+--- Listens: `serve("tcp", "127.0.0.1:8972")`, `serve("unix", path)`, or
+-- one rpcx address `serve("tcp@127.0.0.1:0")`. Returns the bound address
+-- ("tcp@127.0.0.1:40001"), or nil, err.
+function Server:serve(network, address)
+  if address == nil and type(network) == "string" then
+    network, address = network:match("^(%w+)@(.+)$")
+    if not network then error("bad argument #1 to 'serve' (network@address expected)", 2) end
+  end
+  if type(network) ~= "string" or type(address) ~= "string" then
+    error("bad argument to 'serve' (network and address strings expected)", 2)
+  end
+  local addr, code, msg = self.core:listen(network, address)
+  if not addr then return nil, errors.new(code, msg .. ": " .. network .. "@" .. address) end
+  return addr
+end
+
+--- The addresses being served.
+function Server:addresses()
+  return self.core:addresses()
+end
+
+--- Installs an auth hook: `fn(ctx, token)` returns true to accept, or
+-- false/nil and a message to refuse (the connection is then closed).
+function Server:auth(fn)
+  if type(fn) ~= "function" then error("bad argument #1 to 'auth' (function expected)", 2) end
+  self.core:set_auth(function(req, token)
+    local ctx = new_ctx(req)
+    local ok, res, msg = pcall(fn, ctx, token)
+    ctx._done = true
+    if not ok then return false, errors.handler_message(res) end
+    return res, msg
+  end)
+end
+
+--- Connections open and requests running.
+function Server:stats()
+  local conns, inflight = self.core:stats()
+  return { conns = conns, inflight = inflight }
+end
+
+--- Graceful shutdown: stops listening, waits (up to `timeout` seconds,
+-- default 10) for calls in flight to be answered, then closes. Yields in a
+-- coroutine; runs the loop at top level.
+function Server:shutdown(timeout)
+  timeout = timeout or 10
+  local f = sched.future()
+  local id = sched.expect(function() f:set() end)
+  local ok, code, msg = self.core:shutdown(timeout * 1000, id)
+  if not ok then
+    sched.forget(id)
+    return nil, errors.new(code, msg)
+  end
+  f:wait()
+  self.core:close()
+  return true
+end
+
+--- Closes at once: listeners, connections; calls in flight are dropped.
+function Server:close()
+  self.core:close()
+end
+
+Server.__close = Server.close
+
+return M

@@ -1,0 +1,377 @@
+/* lserver.c: the server userdata ("moonrpc.server") and request replies.
+ *
+ * Each registered Lua method becomes a core handler whose udata is an
+ * lmethod_t holding a registry ref to the Lua function. A request decodes
+ * its arguments in C, then calls the Lua request dispatcher with
+ * (handler, req, args); the dispatcher runs the handler in a pooled
+ * coroutine and answers through reply()/reply_error(). The req pointer goes
+ * to Lua as a light userdata: the Lua side uses it only until it answers. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "lmoonrpc.h"
+#include "lcodec.h"
+
+#define SERVER_MT "moonrpc.server"
+
+typedef struct lmethod_s {
+  struct lserver_s *ls;
+  int ref;                 /* the handler function; released on close */
+  struct lmethod_s *next;
+} lmethod_t;
+
+typedef struct lserver_s {
+  mrpc_server_t *srv;      /* NULL once closed */
+  lmrpc_ctx_t *ctx;
+  lmethod_t *methods;      /* owned; freed on close */
+  int auth_ref;            /* the Lua auth wrapper, or LUA_NOREF */
+  int done_id;             /* completion id for shutdown, 0 if none */
+} lserver_t;
+
+static lserver_t *check_server(lua_State *L) {
+  lserver_t *ls = luaL_checkudata(L, 1, SERVER_MT);
+  if (!ls->srv) luaL_error(L, "moonrpc: server is closed");
+  return ls;
+}
+
+static void on_request(mrpc_req_t *req, void *udata) {
+  lmethod_t *m = udata;
+  lmrpc_ctx_t *ctx = m->ls->ctx;
+  const mrpc_frame_t *f = mrpc_req_frame(req);
+  lua_State *L = lmrpc_begin(ctx, ctx->ref_request);
+  char err[200], msg[260];
+  int ser = mrpc_frame_serialize(f), r = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->ref);
+  lua_pushlightuserdata(L, req);
+  if (f->payload_len == 0 && ser != MRPC_SERIALIZE_NONE) lua_pushnil(L);
+  else r = lmrpc_decode(L, ser, f->payload, f->payload_len, ctx->max_depth, err, sizeof err);
+  if (r < 0) {
+    lua_pop(L, 3);
+    snprintf(msg, sizeof msg, "moonrpc: cannot decode arguments: %s", err);
+    mrpc_req_error(req, msg, NULL, 0, NULL, 0);
+    return;
+  }
+  lmrpc_callback(ctx, L, 3);
+}
+
+static int on_auth(mrpc_req_t *req, const char *token, size_t len, void *udata,
+                   char *err, size_t errlen) {
+  lserver_t *ls = udata;
+  lua_State *L = lmrpc_begin(ls->ctx, ls->auth_ref);
+  int ok;
+  lua_pushlightuserdata(L, req);
+  if (token) lua_pushlstring(L, token, len);
+  else lua_pushnil(L);
+  ls->ctx->depth++;
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "auth failed");
+    lua_pop(L, 1);
+    ls->ctx->depth--;
+    return 1;
+  }
+  ls->ctx->depth--;
+  ok = lua_toboolean(L, -2);
+  if (!ok && lua_type(L, -1) == LUA_TSTRING) snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return ok ? 0 : 1;
+}
+
+static void log_sink(void *udata, int level, const char *msg) {
+  fprintf(stderr, "moonrpc: %s\n", msg);
+}
+
+static uint32_t opt_u32(lua_State *L, int t, const char *k) {
+  lua_Integer v;
+  if (lua_getfield(L, t, k) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  v = luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  if (v < 1 || v > 0x7fffffff) luaL_error(L, "moonrpc: option %s out of range", k);
+  return (uint32_t)v;
+}
+
+/* Reads the named limits from an options table (absent: defaults). */
+void lmrpc_read_limits(lua_State *L, int t, mrpc_limits_t *l) {
+  memset(l, 0, sizeof *l);
+  if (lua_type(L, t) != LUA_TTABLE) return;
+  l->max_frame = opt_u32(L, t, "max_frame");
+  l->max_meta_pairs = opt_u32(L, t, "max_meta_pairs");
+  l->max_meta_bytes = opt_u32(L, t, "max_meta_bytes");
+  l->max_decompressed = opt_u32(L, t, "max_decompressed");
+  l->max_depth = opt_u32(L, t, "max_depth");
+  l->max_conns = opt_u32(L, t, "max_conns");
+  l->max_write_queue = opt_u32(L, t, "max_write_queue");
+}
+
+/* server_new([opts]) -> server */
+static int lmrpc_server_new(lua_State *L) {
+  lmrpc_ctx_t *ctx = lmrpc_ctx(L);
+  mrpc_server_opts_t o;
+  lserver_t *ls;
+  int r;
+  memset(&o, 0, sizeof o);
+  lmrpc_read_limits(L, 1, &o.limits);
+  if (o.limits.max_depth) ctx->max_depth = o.limits.max_depth;
+  o.log = log_sink;
+  ls = lua_newuserdatauv(L, sizeof *ls, 0);
+  memset(ls, 0, sizeof *ls);
+  ls->ctx = ctx;
+  ls->auth_ref = LUA_NOREF;
+  luaL_setmetatable(L, SERVER_MT);
+  if ((r = mrpc_server_new(ctx->loop, &o, &ls->srv)) < 0)
+    return luaL_error(L, "moonrpc: %s", mrpc_strerror(r));
+  return 1;
+}
+
+/* server:add(service, method, fn) */
+static int lmrpc_server_add(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  const char *svc = luaL_checkstring(L, 2), *meth = luaL_checkstring(L, 3);
+  lmethod_t *m;
+  int r;
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  if (!(m = calloc(1, sizeof *m))) return luaL_error(L, "moonrpc: out of memory");
+  lua_pushvalue(L, 4);
+  m->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  m->ls = ls;
+  m->next = ls->methods;
+  ls->methods = m;
+  if ((r = mrpc_server_register(ls->srv, svc, meth, on_request, m)) < 0)
+    return luaL_error(L, "moonrpc: cannot register %s.%s: %s", svc, meth, mrpc_strerror(r));
+  return 0;
+}
+
+static int lmrpc_server_remove(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  lua_pushboolean(L, mrpc_server_unregister(ls->srv, luaL_checkstring(L, 2)) == 0);
+  return 1;
+}
+
+static int push_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, mrpc_err_name(err));
+  lua_pushstring(L, mrpc_strerror(err));
+  return 3;
+}
+
+/* server:listen(network, address) -> address | nil, code, message */
+static int lmrpc_server_listen(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  char addr[320];
+  int r = mrpc_server_listen(ls->srv, luaL_checkstring(L, 2), luaL_checkstring(L, 3));
+  int i = 0;
+  if (r < 0) return push_fail(L, r);
+  while (mrpc_server_address(ls->srv, i + 1, addr, sizeof addr) == 0) i++;
+  mrpc_server_address(ls->srv, i, addr, sizeof addr);
+  lua_pushstring(L, addr);
+  return 1;
+}
+
+/* server:addresses() -> { "tcp@127.0.0.1:8972", ... } */
+static int lmrpc_server_addresses(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  char addr[320];
+  int i;
+  lua_newtable(L);
+  for (i = 0; mrpc_server_address(ls->srv, i, addr, sizeof addr) == 0; i++) {
+    lua_pushstring(L, addr);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int lmrpc_server_stats(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  lua_pushinteger(L, (lua_Integer)mrpc_server_conn_count(ls->srv));
+  lua_pushinteger(L, (lua_Integer)mrpc_server_inflight(ls->srv));
+  return 2;
+}
+
+static void on_shutdown(mrpc_server_t *s, void *udata) {
+  lserver_t *ls = udata;
+  lmrpc_ctx_t *ctx = ls->ctx;
+  lua_State *L;
+  if (!ls->done_id) return;
+  L = lmrpc_begin(ctx, ctx->ref_complete);
+  lua_pushinteger(L, ls->done_id);
+  ls->done_id = 0;
+  lmrpc_callback(ctx, L, 1);
+}
+
+/* server:shutdown(timeout_ms, id): completion `id` fires when drained. */
+static int lmrpc_server_shutdown(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  lua_Number ms = luaL_checknumber(L, 2);
+  int r;
+  ls->done_id = (int)luaL_checkinteger(L, 3);
+  r = mrpc_server_shutdown(ls->srv, ms > 0 ? (uint64_t)ms : 0, on_shutdown, ls);
+  if (r < 0) return push_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void server_close(lua_State *L, lserver_t *ls) {
+  lmethod_t *m;
+  if (!ls->srv) return;
+  mrpc_server_close(ls->srv, NULL, NULL);
+  ls->srv = NULL;
+  while ((m = ls->methods)) {
+    ls->methods = m->next;
+    luaL_unref(L, LUA_REGISTRYINDEX, m->ref);
+    free(m);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ls->auth_ref);
+  ls->auth_ref = LUA_NOREF;
+}
+
+static int lmrpc_server_close(lua_State *L) {
+  server_close(L, luaL_checkudata(L, 1, SERVER_MT));
+  return 0;
+}
+
+static int lmrpc_server_tostring(lua_State *L) {
+  lserver_t *ls = luaL_checkudata(L, 1, SERVER_MT);
+  lua_pushfstring(L, "moonrpc.server (%s%p)", ls->srv ? "" : "closed, ", (void *)ls);
+  return 1;
+}
+
+/* server:set_auth(wrapper): installs the auth hook; wrapper(req, token)
+ * returns true to accept, or false/nil and a message. */
+static int lmrpc_server_auth(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, ls->auth_ref);
+  lua_pushvalue(L, 2);
+  ls->auth_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  mrpc_server_set_auth(ls->srv, on_auth, ls);
+  return 0;
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+static mrpc_req_t *check_req(lua_State *L, int idx) {
+  mrpc_req_t *r = lua_touserdata(L, idx);
+  luaL_argcheck(L, r != NULL && lua_islightuserdata(L, idx), idx, "request expected");
+  return r;
+}
+
+/* Encodes the value at `vidx` in the request's serialize type into the
+ * context's buffer. Returns 0 or fails with the message in err. */
+static int encode_value(lua_State *L, lmrpc_ctx_t *ctx, mrpc_req_t *req, int vidx,
+                        char *err, size_t errlen) {
+  ctx->enc.len = 0;
+  return lmrpc_encode(L, vidx, mrpc_req_serialize(req), &ctx->enc, ctx->max_depth,
+                      err, errlen);
+}
+
+/* reply(req, value, meta) -> true | nil, message
+ * On an encoding failure the caller gets an error reply instead. */
+static int lmrpc_reply(lua_State *L) {
+  lmrpc_ctx_t *ctx = lmrpc_ctx(L);
+  mrpc_req_t *req = check_req(L, 1);
+  mrpc_meta_t *meta = NULL;
+  char err[200], msg[260];
+  int n = 0, r;
+  if (!lua_isnoneornil(L, 3) && (n = lmrpc_meta_from_table(L, 3, &meta)) < 0) {
+    mrpc_req_error(req, "moonrpc: reply metadata must map strings to strings", NULL, 0, NULL, 0);
+    return luaL_error(L, "moonrpc: reply metadata must map strings to strings");
+  }
+  if ((r = encode_value(L, ctx, req, 2, err, sizeof err)) < 0) {
+    free(meta);
+    snprintf(msg, sizeof msg, "moonrpc: cannot encode reply: %s", err);
+    mrpc_req_error(req, msg, NULL, 0, NULL, 0);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+  }
+  mrpc_req_reply(req, ctx->enc.data, ctx->enc.len, meta, (size_t)n);
+  free(meta);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* reply_error(req, message [, value [, meta]]): status 1 with
+ * __rpcx_error__; `value`, when not nil, is sent as the payload too. */
+static int lmrpc_reply_error(lua_State *L) {
+  lmrpc_ctx_t *ctx = lmrpc_ctx(L);
+  mrpc_req_t *req = check_req(L, 1);
+  const char *msg = luaL_optstring(L, 2, "error");
+  mrpc_meta_t *meta = NULL;
+  char err[200];
+  int n = 0, has = 0;
+  if (!lua_isnoneornil(L, 4) && (n = lmrpc_meta_from_table(L, 4, &meta)) < 0) n = 0;
+  if (!lua_isnoneornil(L, 3) && encode_value(L, ctx, req, 3, err, sizeof err) == 0) has = 1;
+  mrpc_req_error(req, msg, has ? ctx->enc.data : NULL, has ? ctx->enc.len : 0, meta, (size_t)n);
+  free(meta);
+  return 0;
+}
+
+static int lmrpc_req_drop(lua_State *L) {
+  mrpc_req_drop(check_req(L, 1));
+  return 0;
+}
+
+/* req_info(req) -> service, method, remote, timeout_ms, deadline_ms,
+ * serialize, oneway */
+static int lmrpc_req_info(lua_State *L) {
+  mrpc_req_t *req = check_req(L, 1);
+  const mrpc_frame_t *f = mrpc_req_frame(req);
+  char remote[300];
+  lua_pushlstring(L, f->path, f->path_len);
+  lua_pushlstring(L, f->method, f->method_len);
+  if (mrpc_req_remote(req, remote, sizeof remote) == 0) lua_pushstring(L, remote);
+  else lua_pushnil(L);
+  lua_pushinteger(L, (lua_Integer)mrpc_req_timeout(req));
+  lua_pushinteger(L, (lua_Integer)mrpc_req_deadline(req));
+  lua_pushinteger(L, mrpc_req_serialize(req));
+  lua_pushboolean(L, mrpc_req_oneway(req));
+  return 7;
+}
+
+static int lmrpc_req_meta(lua_State *L) {
+  mrpc_req_t *req = check_req(L, 1);
+  lmrpc_push_meta(L, mrpc_req_frame(req), NULL);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  return 1;
+}
+
+static const luaL_Reg server_methods[] = {
+  {"add", lmrpc_server_add},
+  {"remove", lmrpc_server_remove},
+  {"listen", lmrpc_server_listen},
+  {"addresses", lmrpc_server_addresses},
+  {"set_auth", lmrpc_server_auth},
+  {"stats", lmrpc_server_stats},
+  {"shutdown", lmrpc_server_shutdown},
+  {"close", lmrpc_server_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"server_new", lmrpc_server_new},
+  {"reply", lmrpc_reply},
+  {"reply_error", lmrpc_reply_error},
+  {"req_drop", lmrpc_req_drop},
+  {"req_info", lmrpc_req_info},
+  {"req_meta", lmrpc_req_meta},
+  {NULL, NULL}
+};
+
+void lmrpc_server_open(lua_State *L) {
+  luaL_newmetatable(L, SERVER_MT);
+  luaL_newlib(L, server_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, lmrpc_server_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, lmrpc_server_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, lmrpc_server_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

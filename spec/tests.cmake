@@ -1,0 +1,60 @@
+# C tests and busted specs, all run by ctest.
+#
+# Every C test is built twice: plainly, and against a copy of the core built
+# with AddressSanitizer and UndefinedBehaviorSanitizer (name suffix _asan).
+# The vectors live in ../shared/rpcx-vectors; tests receive the path and
+# report themselves skipped (exit 77) when it is absent.
+
+get_filename_component(MRPC_VECTORS ${CMAKE_SOURCE_DIR}/../shared/rpcx-vectors ABSOLUTE)
+set(MRPC_SAN_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+
+if(MRPC_SANITIZE_TESTS)
+  add_library(moonrpc_obj_asan OBJECT ${MRPC_CORE_SOURCES})
+  target_include_directories(moonrpc_obj_asan PUBLIC ${MRPC_CORE_INCLUDE})
+  target_compile_options(moonrpc_obj_asan PRIVATE ${MRPC_SAN_FLAGS})
+  target_link_libraries(moonrpc_obj_asan PUBLIC PkgConfig::UV PkgConfig::ZLIB)
+endif()
+
+function(mrpc_c_test name)
+  set(srcs ${ARGN})
+  add_executable(${name} ${srcs})
+  target_link_libraries(${name} PRIVATE moonrpc_static PkgConfig::CJSON m)
+  add_test(NAME ${name} COMMAND ${name} ${MRPC_VECTORS})
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
+  if(MRPC_SANITIZE_TESTS)
+    add_executable(${name}_asan ${srcs} $<TARGET_OBJECTS:moonrpc_obj_asan>)
+    target_include_directories(${name}_asan PRIVATE ${MRPC_CORE_INCLUDE})
+    target_compile_options(${name}_asan PRIVATE ${MRPC_SAN_FLAGS})
+    target_link_options(${name}_asan PRIVATE ${MRPC_SAN_FLAGS})
+    target_link_libraries(${name}_asan PRIVATE PkgConfig::UV PkgConfig::ZLIB PkgConfig::CJSON m)
+    add_test(NAME ${name}_asan COMMAND ${name}_asan ${MRPC_VECTORS})
+    set_tests_properties(${name}_asan PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180
+      ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+endfunction()
+
+file(GLOB MRPC_C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/c/test_*.c)
+foreach(src ${MRPC_C_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  mrpc_c_test(${name} ${src})
+endforeach()
+
+# The C examples: the client calls the server, both on loops they own.
+add_test(NAME example_c_arith
+  COMMAND ${CMAKE_SOURCE_DIR}/spec/c/run_examples.sh
+          $<TARGET_FILE:example-arith-server> $<TARGET_FILE:example-arith-client>)
+set_tests_properties(example_c_arith PROPERTIES TIMEOUT 60)
+
+# busted specs: one ctest entry per spec file, against the build tree.
+if(MRPC_BUILD_LUA)
+  find_program(BUSTED busted REQUIRED)
+  file(GLOB MRPC_SPECS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
+  foreach(spec ${MRPC_SPECS})
+    get_filename_component(name ${spec} NAME_WE)
+    add_test(NAME lua_${name}
+      COMMAND ${BUSTED} --lua=lua5.4 -o utfTerminal ${spec}
+      WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+    set_tests_properties(lua_${name} PROPERTIES TIMEOUT 300
+      ENVIRONMENT "MOONRPC_BUILD=${CMAKE_BINARY_DIR};MOONRPC_VECTORS=${MRPC_VECTORS};LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\\;${CMAKE_SOURCE_DIR}/spec/?.lua\\;\\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\\;\\;")
+  endforeach()
+endif()
