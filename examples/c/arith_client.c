@@ -49,7 +49,8 @@ static void finish(app_t *app);
 
 /* ---- msgpack ---------------------------------------------------------------- */
 
-/* Packs {A: a, B: b} into `out` (which has room for 32 bytes). */
+/* The packer writes the arguments into this buffer on the stack: {A, B}
+ * takes at most 23 bytes. */
 typedef struct args_buf_s {
   char data[32];
   size_t len;
@@ -63,6 +64,7 @@ static int args_write(void *ud, const char *p, size_t n) {
   return 0;
 }
 
+/* Packs {A: a, B: b}, as Go encodes its Args struct. 0 or -1. */
 static int pack_args(args_buf_t *out, int64_t a, int64_t b) {
   msgpack_packer pk;
   out->len = 0;
