@@ -12,6 +12,10 @@ local socket = require "socket"
 
 local M = {}
 
+--- The directory of the specs (where this file lives), and the test server.
+M.spec_dir = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec"
+M.vectors_server = M.spec_dir .. "/servers/vectors_server.lua"
+
 -- ---- bytes ---------------------------------------------------------------
 
 --- Bytes to lowercase hex, no separators.
