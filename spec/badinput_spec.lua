@@ -171,6 +171,19 @@ describe("bad input", function()
       expect_close_or_error(mul_request { meta = { { "k", string.rep("v", 70000) } } })
     end)
 
+    -- rpcx's decoder ignores the payload length field (README, Payload);
+    -- moonrpc checks it (core/src/frame.c) and closes the connection, as
+    -- the README's "Limits" section says.
+    for _, n in ipairs { 0, 999 } do
+      it("a payload length field of " .. n .. " on a 7-byte payload: closed", function()
+        case(function(c)
+          S.send_all(c, mul_request { seq = 3, payload_len = n })
+          local kind = outcome(c)
+          assert.are.equal("closed", kind, "a wrong payload length field must close the connection")
+        end)
+      end)
+    end
+
     it("unknown compress type 7: closed or error", function()
       expect_close_or_error(mul_request { compress = 7 })
     end)
@@ -229,6 +242,66 @@ describe("bad input", function()
       expect_error(S.build_frame { path = "Bad", method = "Func", payload = "\xc0" }, function(text)
         assert.matches("cannot encode", text, 1, true)
       end)
+    end)
+  end)
+
+  describe("with limits passed to moonrpc.server", function()
+    local small
+    setup(function()
+      small = S.spawn(S.vectors_server, "-", "max_frame=4096", "max_depth=8", "max_meta_pairs=2")
+    end)
+    teardown(function() if small then small.stop() end end)
+
+    local function send(bytes)
+      local c = assert(S.raw_connect(small.host, small.port))
+      pcall(S.send_all, c, bytes)
+      local kind, frame = outcome(c)
+      c:close()
+      return kind, frame
+    end
+
+    local function echo(payload, meta)
+      return S.build_frame { path = "Echo", method = "Echo", serialize = 0, payload = payload, meta = meta }
+    end
+
+    it("max_frame: a 4096-byte frame is served, a larger one closed or refused", function()
+      local fits = echo(string.rep("x", 4096 - #echo("")))
+      assert.are.equal(4096, #fits)
+      local kind, frame = send(fits)
+      assert.are.equal("reply", kind)
+      assert.are.equal(0, assert(S.parse_frame(frame)).status)
+      kind, frame = send(echo(string.rep("x", 4097 - #echo(""))))
+      if kind == "reply" then
+        assert.are.equal(1, assert(S.parse_frame(frame)).status)
+      else
+        assert.are.equal("closed", kind)
+      end
+    end)
+
+    it("max_depth: 8 levels are decoded, 9 are refused with a depth error", function()
+      local kind, frame = send(mul_request { path = "Echo", method = "Str", payload = nested_array(8) })
+      assert.are.equal("reply", kind)
+      local f = assert(S.parse_frame(frame))
+      assert.are.equal(0, f.status, tostring(f.meta.__rpcx_error__))
+      assert.are.equal(S.hex(nested_array(8)), S.hex(f.payload))
+      kind, frame = send(mul_request { path = "Echo", method = "Str", payload = nested_array(9) })
+      assert.are.equal("reply", kind)
+      f = assert(S.parse_frame(frame))
+      assert.are.equal(1, f.status)
+      assert.matches("deeper than max_depth 8", f.meta.__rpcx_error__, 1, true)
+    end)
+
+    it("max_meta_pairs: 2 pairs are served, 3 closed or refused", function()
+      local kind, frame = send(echo("hi", { { "a", "1" }, { "b", "2" } }))
+      assert.are.equal("reply", kind)
+      assert.are.equal(0, assert(S.parse_frame(frame)).status)
+      kind, frame = send(echo("hi", { { "a", "1" }, { "b", "2" }, { "c", "3" } }))
+      if kind == "reply" then
+        assert.are.equal(1, assert(S.parse_frame(frame)).status)
+      else
+        assert.are.equal("closed", kind)
+      end
+      assert.is_true(small.alive())
     end)
   end)
 

@@ -109,11 +109,11 @@ describe("msgpack encoding", function()
   it("stops at cycles and deep nesting", function()
     local t = {}
     t.self = t
-    fails("EDEPTH", "nesting deeper than 64 %(or a cycle%)", core.encode(t))
+    fails("EDEPTH", "nesting deeper than max_depth 64 %(or a cycle%)", core.encode(t))
     local deep = {}
     for _ = 1, 1000 do deep = {deep} end
-    fails("EDEPTH", "deeper than 64", core.encode(deep))
-    fails("EDEPTH", "deeper than 64", core.encode(deep, "json"))
+    fails("EDEPTH", "deeper than max_depth 64", core.encode(deep))
+    fails("EDEPTH", "deeper than max_depth 64", core.encode(deep, "json"))
     local ok64 = 1
     for _ = 1, 64 do ok64 = {ok64} end
     assert.is_string(core.encode(ok64))
@@ -190,12 +190,12 @@ describe("msgpack decoding", function()
   end)
 
   it("stops at nesting deeper than max_depth", function()
-    fails("EDEPTH", "nesting deeper than 64", core.decode(string.rep("\x91", 1000) .. "\x00"))
+    fails("EDEPTH", "nesting deeper than max_depth 64", core.decode(string.rep("\x91", 1000) .. "\x00"))
     fails("EDEPTH", nil, core.decode(string.rep("\x81\x00", 1000) .. "\x00"))
     local v = core.decode(string.rep("\x91", 64) .. "\x00")
     for _ = 1, 64 do v = v[1] end
     assert.are.equal(0, v)
-    fails("EDEPTH", "deeper than 3", core.decode(unhex("91 91 91 91 00"), 3, 3))
+    fails("EDEPTH", "deeper than max_depth 3", core.decode(unhex("91 91 91 91 00"), 3, 3))
   end)
 end)
 
@@ -301,7 +301,7 @@ describe("JSON", function()
   end)
 
   it("stops at 1000-deep nesting", function()
-    fails("EDEPTH", "JSON nesting deeper than 64", core.decode(string.rep("[", 1000) .. string.rep("]", 1000), "json"))
+    fails("EDEPTH", "JSON nesting deeper than max_depth 64", core.decode(string.rep("[", 1000) .. string.rep("]", 1000), "json"))
     fails("EDEPTH", nil, core.decode(string.rep('{"a":', 1000) .. "1" .. string.rep("}", 1000), "json"))
     assert.is_table(core.decode(string.rep("[", 64) .. string.rep("]", 64), "json"))
   end)

@@ -228,6 +228,7 @@ const mrpc_frame_t *mrpc_req_frame(const mrpc_req_t *r) { return &r->frame; }
 int mrpc_req_serialize(const mrpc_req_t *r) { return r->frame.serialize >> 4; }
 uint64_t mrpc_req_timeout(const mrpc_req_t *r) { return r->timeout; }
 uint64_t mrpc_req_deadline(const mrpc_req_t *r) { return r->deadline; }
+const mrpc_limits_t *mrpc_req_limits(const mrpc_req_t *r) { return &r->srv->opts.limits; }
 int mrpc_req_oneway(const mrpc_req_t *r) { return mrpc_frame_is_oneway(&r->frame); }
 void mrpc_req_set_data(mrpc_req_t *r, void *d) { r->data = d; }
 void *mrpc_req_get_data(const mrpc_req_t *r) { return r->data; }

@@ -42,10 +42,15 @@ end
 function M.handler_message(e)
   if type(e) == "string" then
     return (e:gsub("^[^\n]-:%d+: ", "", 1))
-  elseif type(e) == "table" and e.message ~= nil then
-    return tostring(e.message)
   end
-  return tostring(e)
+  -- An error object's own __tostring (or __index) may raise: never let that
+  -- keep the request from being answered.
+  local ok, msg = pcall(function()
+    if type(e) == "table" and e.message ~= nil then return tostring(e.message) end
+    return tostring(e)
+  end)
+  if ok and type(msg) == "string" then return msg end
+  return "handler failed with an error value that cannot be printed (" .. type(e) .. ")"
 end
 
 return M

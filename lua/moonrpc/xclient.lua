@@ -243,7 +243,7 @@ local function attempt(self, call, method, args, o, avoid)
     elseif code == "EREMOTE" then
       call.fut:set(nil, errors.new(code, msg, { payload = value, address = server.addr }), meta)
     else
-      retry(errors.new(code, msg, { address = server.addr }))
+      retry(errors.new(code, msg .. " (" .. server.addr .. ")", { address = server.addr }))
     end
   end)
   local seq, code, msg = conn:call(self.service, method, args, o.serialize, o.meta,
@@ -251,7 +251,7 @@ local function attempt(self, call, method, args, o, avoid)
   if not seq then
     sched.forget(id)
     if code == "EENCODE" or code == "EDEPTH" then return call.fut:set(nil, errors.new(code, msg)) end
-    return retry(errors.new(code, msg, { address = server.addr }))
+    return retry(errors.new(code, msg .. " (" .. server.addr .. ")", { address = server.addr }))
   end
   call.conn, call.seq = conn, seq
 end

@@ -18,6 +18,7 @@ typedef struct lclient_s {
   lmrpc_ctx_t *ctx;
   lua_Integer id;     /* names the client in push callbacks */
   int quiet;          /* closing from __gc: call no Lua */
+  unsigned max_depth; /* payload nesting limit of this client */
 } lclient_t;
 
 /* One pending call's udata, pooled in the context. `next` must stay the
@@ -79,7 +80,7 @@ static void on_done(int status, const mrpc_frame_t *f, void *udata) {
   ser = mrpc_frame_serialize(f);
   if (f->payload_len == 0 && ser != MRPC_SERIALIZE_NONE) {
     lua_pushnil(L);
-  } else if (lmrpc_decode(L, ser, f->payload, f->payload_len, ctx->max_depth, err,
+  } else if (lmrpc_decode(L, ser, f->payload, f->payload_len, lc->max_depth, err,
                           sizeof err) < 0) {
     if (!etext) { /* a remote error wins over its undecodable payload */
       lua_pop(L, 2);
@@ -103,7 +104,7 @@ static void on_push(mrpc_client_t *c, const mrpc_frame_t *f, void *udata) {
   lua_pushlstring(L, f->path, f->path_len);
   lua_pushlstring(L, f->method, f->method_len);
   if (lmrpc_decode(L, mrpc_frame_serialize(f), f->payload, f->payload_len,
-                   ctx->max_depth, err, sizeof err) < 0)
+                   lc->max_depth, err, sizeof err) < 0)
     lua_pushlstring(L, f->payload, f->payload_len);
   lmrpc_push_meta(L, f, NULL);
   lmrpc_callback(ctx, L, 5);
@@ -142,6 +143,7 @@ static int lmrpc_client_new(lua_State *L) {
   memset(lc, 0, sizeof *lc);
   lc->ctx = ctx;
   lc->id = id;
+  lc->max_depth = o.limits.max_depth ? o.limits.max_depth : MRPC_DEFAULT_MAX_DEPTH;
   luaL_setmetatable(L, CLIENT_MT);
   o.on_push = on_push;
   o.push_udata = lc;
@@ -188,7 +190,7 @@ static int lmrpc_client_call(lua_State *L) {
   a.meta = meta;
   a.meta_count = (size_t)n;
   ctx->enc.len = 0;
-  if ((r = lmrpc_encode(L, 4, a.serialize, &ctx->enc, ctx->max_depth, err, sizeof err)) < 0) {
+  if ((r = lmrpc_encode(L, 4, a.serialize, &ctx->enc, lc->max_depth, err, sizeof err)) < 0) {
     free(meta);
     lua_pushnil(L);
     lua_pushstring(L, mrpc_err_name(r));
@@ -211,7 +213,7 @@ static int lmrpc_client_call(lua_State *L) {
     if (p) pcall_put(ctx, p);
     lua_pushnil(L);
     lua_pushstring(L, mrpc_err_name(r));
-    lua_pushfstring(L, "%s (%s)", mrpc_strerror(r), mrpc_client_address(lc->cli));
+    lua_pushstring(L, mrpc_strerror(r));
     return 3;
   }
   /* The core's seq is the key for cancel. */

@@ -232,7 +232,7 @@ static int mp_table(mpenc_t *m, int idx, unsigned depth) {
   size_t n, i;
   int rc, kind;
   if (depth >= m->e->max_depth)
-    return lmrpc__enc_fail(m->e, MRPC_EDEPTH, "table nesting deeper than %u (or a cycle)",
+    return lmrpc__enc_fail(m->e, MRPC_EDEPTH, "table nesting deeper than max_depth %u (or a cycle)",
                            m->e->max_depth);
   if (!lua_checkstack(L, 4))
     return lmrpc__enc_fail(m->e, MRPC_ENOMEM, "Lua stack exhausted");
@@ -349,7 +349,7 @@ static int mp_value(lmrpc__dec_t *d, unsigned depth);
 
 static int mp_open(lmrpc__dec_t *d, unsigned depth) {
   if (depth >= d->max_depth)
-    return lmrpc__dec_fail(d, MRPC_EDEPTH, "msgpack nesting deeper than %u", d->max_depth);
+    return lmrpc__dec_fail(d, MRPC_EDEPTH, "msgpack nesting deeper than max_depth %u", d->max_depth);
   if (!lua_checkstack(d->L, 4))
     return lmrpc__dec_fail(d, MRPC_ENOMEM, "Lua stack exhausted");
   return 0;

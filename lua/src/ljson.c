@@ -164,7 +164,7 @@ static int put_table(lmrpc__enc_t *e, int idx, unsigned depth) {
   size_t n, i;
   int rc, kind;
   if (depth >= e->max_depth)
-    return lmrpc__enc_fail(e, MRPC_EDEPTH, "table nesting deeper than %u (or a cycle)",
+    return lmrpc__enc_fail(e, MRPC_EDEPTH, "table nesting deeper than max_depth %u (or a cycle)",
                            e->max_depth);
   if (!lua_checkstack(L, 4))
     return lmrpc__enc_fail(e, MRPC_ENOMEM, "Lua stack exhausted");
@@ -421,7 +421,7 @@ static int js_value(lmrpc__dec_t *d, unsigned depth);
 
 static int js_open(lmrpc__dec_t *d, unsigned depth) {
   if (depth >= d->max_depth)
-    return lmrpc__dec_fail(d, MRPC_EDEPTH, "JSON nesting deeper than %u", d->max_depth);
+    return lmrpc__dec_fail(d, MRPC_EDEPTH, "JSON nesting deeper than max_depth %u", d->max_depth);
   if (!lua_checkstack(d->L, 4))
     return lmrpc__dec_fail(d, MRPC_ENOMEM, "Lua stack exhausted");
   d->p++;

@@ -38,7 +38,6 @@ static lmrpc_ctx_t *ctx_get(lua_State *L, uv_loop_t *loop) {
   ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
   memset(ctx, 0, sizeof *ctx);
   ctx->ref_request = ctx->ref_complete = ctx->ref_timer = ctx->ref_push = LUA_NOREF;
-  ctx->max_depth = MRPC_DEFAULT_MAX_DEPTH;
   lua_newtable(L);
   lua_pushcfunction(L, ctx_gc);
   lua_setfield(L, -2, "__gc");

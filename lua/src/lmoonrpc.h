@@ -28,7 +28,6 @@ typedef struct lmrpc_ctx_s {
   int ref_complete;      /* Lua: complete(id, code, msg, value, meta) */
   int ref_timer;         /* Lua: fire(id) */
   int ref_push;          /* Lua: push(client_id, service, method, value, meta) */
-  unsigned max_depth;    /* payload nesting limit */
   mrpc_buf_t enc;        /* reused encode buffer */
   struct lmrpc_pcall_s *free_calls;
 } lmrpc_ctx_t;

@@ -44,7 +44,7 @@ static void on_request(mrpc_req_t *req, void *udata) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, m->ref);
   lua_pushlightuserdata(L, req);
   if (f->payload_len == 0 && ser != MRPC_SERIALIZE_NONE) lua_pushnil(L);
-  else r = lmrpc_decode(L, ser, f->payload, f->payload_len, ctx->max_depth, err, sizeof err);
+  else r = lmrpc_decode(L, ser, f->payload, f->payload_len, mrpc_req_limits(req)->max_depth, err, sizeof err);
   if (r < 0) {
     lua_pop(L, 3);
     snprintf(msg, sizeof msg, "moonrpc: cannot decode arguments: %s", err);
@@ -113,7 +113,6 @@ static int lmrpc_server_new(lua_State *L) {
   int r;
   memset(&o, 0, sizeof o);
   lmrpc_read_limits(L, 1, &o.limits);
-  if (o.limits.max_depth) ctx->max_depth = o.limits.max_depth;
   o.log = log_sink;
   ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);
@@ -261,9 +260,11 @@ static mrpc_req_t *check_req(lua_State *L, int idx) {
  * context's buffer. Returns 0 or fails with the message in err. */
 static int encode_value(lua_State *L, lmrpc_ctx_t *ctx, mrpc_req_t *req, int vidx,
                         char *err, size_t errlen) {
+  /* The core server outlives its requests, so its limits are safe to read
+   * even when the Lua server object is gone. */
   ctx->enc.len = 0;
-  return lmrpc_encode(L, vidx, mrpc_req_serialize(req), &ctx->enc, ctx->max_depth,
-                      err, errlen);
+  return lmrpc_encode(L, vidx, mrpc_req_serialize(req), &ctx->enc,
+                      mrpc_req_limits(req)->max_depth, err, errlen);
 }
 
 /* reply(req, value, meta) -> true | nil, message

@@ -110,6 +110,10 @@ uint64_t mrpc_req_deadline(const mrpc_req_t *req);
 /* The peer's address ("127.0.0.1:53412", or the socket path for unix). */
 int mrpc_req_remote(const mrpc_req_t *req, char *buf, size_t len);
 
+/* The limits of the server that received the request (valid as long as the
+ * request is). Handlers use max_depth when decoding payloads. */
+const mrpc_limits_t *mrpc_req_limits(const mrpc_req_t *req);
+
 /* 1 when the caller asked for no answer. */
 int mrpc_req_oneway(const mrpc_req_t *req);
 
