@@ -87,6 +87,10 @@ void lmrpc__enc_path_index(lmrpc__enc_t *e, lua_Integer i);
 /* Reports that the value at absolute index idx has no encoding. */
 int lmrpc__enc_bad_type(lmrpc__enc_t *e, int idx, const char *what);
 
+/* The msgpack codec (lmsgpack.c). Same contracts as lmrpc_encode/decode. */
+int lmrpc__mp_encode(lmrpc__enc_t *e, int idx);
+int lmrpc__mp_decode(lmrpc__dec_t *d);
+
 /* The JSON codec (ljson.c). Same contracts as lmrpc_encode/decode. */
 int lmrpc__json_encode(lmrpc__enc_t *e, int idx, unsigned depth);
 int lmrpc__json_decode(lmrpc__dec_t *d);
