@@ -58,3 +58,9 @@ if(MRPC_BUILD_LUA)
       ENVIRONMENT "MOONRPC_BUILD=${CMAKE_BINARY_DIR};MOONRPC_VECTORS=${MRPC_VECTORS};LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\\;${CMAKE_SOURCE_DIR}/spec/?.lua\\;\\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\\;\\;")
   endforeach()
 endif()
+
+# moonrpc bench against the C and Lua echo services (correctness only).
+if(MRPC_BUILD_LUA)
+  add_test(NAME bench_smoke COMMAND ${CMAKE_SOURCE_DIR}/spec/bench_smoke.sh ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+  set_tests_properties(bench_smoke PROPERTIES TIMEOUT 120)
+endif()
