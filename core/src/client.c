@@ -26,7 +26,7 @@ enum { CALL, PING, HEARTBEAT };
 
 typedef struct link_s {
   mrpc__stream_t st;   /* first: its handle is the link's */
-  mrpc_client_t *cli;  /* NULL once detached */
+  mrpc_client_t *cli;  /* always set; the link is live while cli->link == it */
   uv_timer_t timer;    /* connect timeout, then heartbeats */
   uv_connect_t creq;
   uv_getaddrinfo_t gai;
@@ -262,7 +262,10 @@ static void on_deferred_fail(uv_timer_t *t) {
  * turn instead. */
 static void link_on_error(mrpc__stream_t *st, int err) {
   link_t *l = st->owner;
-  l->err = (err == UV_EOF || err == UV_ECONNRESET) ? MRPC_ECONNLOST : err;
+  /* A peer that went away shows as EOF, a reset, or EPIPE when we write to
+   * a connection it already reset: all of them are a lost connection. */
+  l->err = (err == UV_EOF || err == UV_ECONNRESET || err == UV_EPIPE)
+               ? MRPC_ECONNLOST : err;
   if (l->cli->sending) uv_timer_start(&l->timer, on_deferred_fail, 0, 0);
   else link_fail(l, l->err);
 }
@@ -271,7 +274,7 @@ static void on_heartbeat_tick(uv_timer_t *t) {
   link_t *l = t->data;
   mrpc_client_t *c = l->cli;
   uint64_t to = c->opts.heartbeat_timeout_ms;
-  if (!c || c->link != l) return;
+  if (c->link != l) return;
   call_heartbeat(c, HEARTBEAT, to ? to : c->opts.heartbeat_interval_ms, NULL, NULL);
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <signal.h>
 #include "lmoonrpc.h"
 #include "lcodec.h"
 
@@ -306,6 +307,12 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
 }
 
 int luaopen_moonrpc_core(lua_State *L) {
+  struct sigaction sa;
+  /* A write to a peer that reset the connection raises SIGPIPE, which would
+   * kill a plain lua process; the failed write is reported as ECONNLOST
+   * instead. A host that installed its own handler keeps it. */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
   luaL_newlib(L, funcs);
   lmrpc_codec_open(L);
   lmrpc_server_open(L);

@@ -5,7 +5,10 @@
  * cancel, connection lost, connect failure, client closed). The connection
  * is opened on the first call and re-opened by the first call after it
  * breaks. Calls made while a callback is running are sent together when it
- * returns. */
+ * returns.
+ *
+ * Like any libuv host, the program must ignore SIGPIPE; a write to a reset
+ * connection then ends the pending calls with MRPC_ECONNLOST. */
 #ifndef MOONRPC_CLIENT_H
 #define MOONRPC_CLIENT_H
 

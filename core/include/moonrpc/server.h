@@ -6,7 +6,11 @@
  * or later (a deferred reply); either way it calls exactly one of
  * mrpc_req_reply / mrpc_req_error / mrpc_req_drop, which releases the
  * request. Replies produced while the server is handling one read are sent
- * with one write when that read is done. */
+ * with one write when that read is done.
+ *
+ * Like any libuv host, the program must ignore SIGPIPE (signal(SIGPIPE,
+ * SIG_IGN)); a write to a reset connection then fails with an error
+ * instead of killing the process. */
 #ifndef MOONRPC_SERVER_H
 #define MOONRPC_SERVER_H
 
