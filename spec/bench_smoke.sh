@@ -14,13 +14,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # start LOG ARGS...: runs `moonrpc echo ARGS`, prints its address
+# start LOG ARGS...: runs `moonrpc echo ARGS` in the background and sets
+# $addr to its address. Not called in a subshell, so $pids keeps the PID.
+start() {
   local log=$1; shift
   "$root/scripts/moonrpc" echo "$@" --listen tcp@127.0.0.1:0 >"$log" 2>&1 &
   pids+=($!)
+  addr=""
   for _ in $(seq 50); do
     addr=$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$log")
-    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    [ -n "$addr" ] && return 0
     sleep 0.1
   done
   cat "$log" >&2
@@ -29,7 +32,7 @@ start() { # start LOG ARGS...: runs `moonrpc echo ARGS`, prints its address
 
 for kind in c lua; do
   log=$(mktemp); logs+=("$log")
-  if [ $kind = lua ]; then addr=$(start "$log" --lua); else addr=$(start "$log"); fi
+  if [ $kind = lua ]; then start "$log" --lua; else start "$log"; fi
   for ser in msgpack json raw; do
     "$root/scripts/moonrpc" bench --addr "$addr" -c 10 -n 2000 --size 64 --serialize $ser 2>/dev/null | tee /dev/stderr | grep -q "errors: 0 "
   done

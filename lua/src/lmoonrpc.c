@@ -3,8 +3,10 @@
  * files share. The Lua API (lua/moonrpc.lua) is built on top of this. */
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <stdio.h>
 #include <signal.h>
+#include <unistd.h>
 #include "lmoonrpc.h"
 #include "lcodec.h"
 
@@ -286,7 +288,34 @@ static int lmrpc_strerror(lua_State *L) {
   return 2;
 }
 
+/* exec(file, {args...}): replaces the process with `file` (looked up on
+ * PATH when it has no slash), as execvp does, so that the command's
+ * `bench` and `echo` are the programs they run: same PID, same signals.
+ * Returns only on failure: nil, code, message. */
+static int lmrpc_exec(lua_State *L) {
+  const char *file = luaL_checkstring(L, 1);
+  lua_Integer i, n;
+  const char **argv;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 2);
+  argv = lua_newuserdatauv(L, (size_t)(n + 2) * sizeof *argv, 0);
+  argv[0] = file;
+  for (i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    argv[i] = luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the table keeps the string alive */
+  }
+  argv[n + 1] = NULL;
+  fflush(NULL);
+  execvp(file, (char *const *)argv);
+  lua_pushnil(L);
+  lua_pushstring(L, mrpc_err_name(uv_translate_sys_error(errno)));
+  lua_pushfstring(L, "cannot run %s: %s", file, strerror(errno));
+  return 3;
+}
+
 static const luaL_Reg funcs[] = {
+  {"exec", lmrpc_exec},
   {"run", lmrpc_loop_run},
   {"stop", lmrpc_loop_stop},
   {"now", lmrpc_loop_now},
