@@ -45,9 +45,30 @@ add_test(NAME example_c_arith
           $<TARGET_FILE:example-arith-server> $<TARGET_FILE:example-arith-client>)
 set_tests_properties(example_c_arith PROPERTIES TIMEOUT 60)
 
-# busted specs: one ctest entry per spec file, against the build tree.
+# busted specs: one ctest entry per spec file, against the build tree. With
+# MRPC_SANITIZE_TESTS each also runs against a copy of the Lua module built
+# with ASan/UBSan (lua_*_asan; the interpreter is not instrumented, so the
+# runtimes are preloaded and leak checking is left to the C tests).
 if(MRPC_BUILD_LUA)
   find_program(BUSTED busted REQUIRED)
+  set(MRPC_LUA_ENV
+    "MOONRPC_BUILD=${CMAKE_BINARY_DIR}"
+    "MOONRPC_VECTORS=${MRPC_VECTORS}"
+    "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\\;${CMAKE_SOURCE_DIR}/spec/?.lua\\;\\;")
+  if(MRPC_SANITIZE_TESTS)
+    add_library(moonrpc_lua_asan MODULE ${MRPC_LUA_C_SOURCES} $<TARGET_OBJECTS:moonrpc_obj_asan>)
+    target_include_directories(moonrpc_lua_asan PRIVATE ${MRPC_CORE_INCLUDE})
+    target_compile_options(moonrpc_lua_asan PRIVATE ${MRPC_SAN_FLAGS})
+    target_link_options(moonrpc_lua_asan PRIVATE ${MRPC_SAN_FLAGS})
+    target_link_libraries(moonrpc_lua_asan PRIVATE PkgConfig::LUA PkgConfig::MSGPACK
+      PkgConfig::CJSON PkgConfig::UV PkgConfig::ZLIB)
+    set_target_properties(moonrpc_lua_asan PROPERTIES PREFIX "" OUTPUT_NAME core
+      LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib-asan/moonrpc)
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+      OUTPUT_VARIABLE MRPC_LIBASAN OUTPUT_STRIP_TRAILING_WHITESPACE)
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libubsan.so
+      OUTPUT_VARIABLE MRPC_LIBUBSAN OUTPUT_STRIP_TRAILING_WHITESPACE)
+  endif()
   file(GLOB MRPC_SPECS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
   foreach(spec ${MRPC_SPECS})
     get_filename_component(name ${spec} NAME_WE)
@@ -55,7 +76,14 @@ if(MRPC_BUILD_LUA)
       COMMAND ${BUSTED} --lua=lua5.4 -o utfTerminal ${spec}
       WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
     set_tests_properties(lua_${name} PROPERTIES TIMEOUT 300
-      ENVIRONMENT "MOONRPC_BUILD=${CMAKE_BINARY_DIR};MOONRPC_VECTORS=${MRPC_VECTORS};LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\\;${CMAKE_SOURCE_DIR}/spec/?.lua\\;\\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\\;\\;")
+      ENVIRONMENT "${MRPC_LUA_ENV};LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\\;\\;")
+    if(MRPC_SANITIZE_TESTS)
+      add_test(NAME lua_${name}_asan
+        COMMAND ${BUSTED} --lua=lua5.4 -o utfTerminal ${spec}
+        WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+      set_tests_properties(lua_${name}_asan PROPERTIES TIMEOUT 300
+        ENVIRONMENT "${MRPC_LUA_ENV};LUA_CPATH=${CMAKE_BINARY_DIR}/lib-asan/?.so\\;\\;;LD_PRELOAD=${MRPC_LIBASAN} ${MRPC_LIBUBSAN};ASAN_OPTIONS=detect_leaks=0:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+    endif()
   endforeach()
 endif()
 
