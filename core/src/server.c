@@ -46,6 +46,7 @@ typedef struct conn_s {
   struct conn_s *prev, *next;
   int refs;   /* 1 while the handle is open, +1 per request held */
   int closed; /* the handle's close callback has run */
+  char peer[80]; /* the peer address, looked up on first use */
 } conn_t;
 
 struct mrpc_req_s {
@@ -234,8 +235,14 @@ void mrpc_req_set_data(mrpc_req_t *r, void *d) { r->data = d; }
 void *mrpc_req_get_data(const mrpc_req_t *r) { return r->data; }
 
 int mrpc_req_remote(const mrpc_req_t *r, char *buf, size_t len) {
-  if (!r->conn || r->conn->closed) return MRPC_ECONNLOST;
-  return mrpc__stream_peer(&r->conn->st, buf, len);
+  conn_t *c = r->conn;
+  int rc;
+  if (!c || c->closed) return MRPC_ECONNLOST;
+  if (!c->peer[0] && (rc = mrpc__stream_peer(&c->st, c->peer, sizeof c->peer)) < 0)
+    return rc;
+  if (strlen(c->peer) >= len) return UV_ENOBUFS;
+  strcpy(buf, c->peer);
+  return 0;
 }
 
 /* Encodes the answer to `r` into its connection's output. The header is the

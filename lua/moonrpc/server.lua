@@ -30,10 +30,9 @@ local function load_info(ctx)
   if rawget(ctx, "_done") then
     error("moonrpc: request context used after its reply was sent", 3)
   end
-  local service, method, remote, timeout, deadline, ser, oneway = core.req_info(req)
+  local service, method, timeout, deadline, ser, oneway = core.req_info(req)
   rawset(ctx, "service", service)
   rawset(ctx, "method", method)
-  rawset(ctx, "remote", remote)
   rawset(ctx, "timeout", timeout > 0 and timeout / 1000 or nil)
   rawset(ctx, "deadline", deadline > 0 and deadline or nil)
   rawset(ctx, "serialize", SERIALIZE_NAMES[ser] or ser)
@@ -42,18 +41,22 @@ local function load_info(ctx)
 end
 
 local fields = {
-  service = true, method = true, remote = true, timeout = true,
+  service = true, method = true, timeout = true,
   deadline = true, serialize = true, oneway = true,
 }
+
+-- Fields that cost a call into C each, loaded on first use.
+local lazy = { meta = core.req_meta, remote = core.req_remote }
 
 Ctx.__index = function(ctx, k)
   local m = Ctx[k]
   if m then return m end
-  if k == "meta" then
+  local load = lazy[k]
+  if load then
     if rawget(ctx, "_done") then error("moonrpc: request context used after its reply was sent", 2) end
-    local t = core.req_meta(rawget(ctx, "_req"))
-    rawset(ctx, "meta", t)
-    return t
+    local v = load(rawget(ctx, "_req"))
+    rawset(ctx, k, v)
+    return v
   end
   if fields[k] and not rawget(ctx, "_info") then
     load_info(ctx)

@@ -314,21 +314,26 @@ static int lmrpc_req_drop(lua_State *L) {
   return 0;
 }
 
-/* req_info(req) -> service, method, remote, timeout_ms, deadline_ms,
- * serialize, oneway */
+/* req_info(req) -> service, method, timeout_ms, deadline_ms, serialize,
+ * oneway */
 static int lmrpc_req_info(lua_State *L) {
   mrpc_req_t *req = check_req(L, 1);
   const mrpc_frame_t *f = mrpc_req_frame(req);
-  char remote[300];
   lua_pushlstring(L, f->path, f->path_len);
   lua_pushlstring(L, f->method, f->method_len);
-  if (mrpc_req_remote(req, remote, sizeof remote) == 0) lua_pushstring(L, remote);
-  else lua_pushnil(L);
   lua_pushinteger(L, (lua_Integer)mrpc_req_timeout(req));
   lua_pushinteger(L, (lua_Integer)mrpc_req_deadline(req));
   lua_pushinteger(L, mrpc_req_serialize(req));
   lua_pushboolean(L, mrpc_req_oneway(req));
-  return 7;
+  return 6;
+}
+
+/* req_remote(req) -> "ip:port" or the socket path, or nil */
+static int lmrpc_req_remote(lua_State *L) {
+  char remote[300];
+  if (mrpc_req_remote(check_req(L, 1), remote, sizeof remote) == 0) lua_pushstring(L, remote);
+  else lua_pushnil(L);
+  return 1;
 }
 
 static int lmrpc_req_meta(lua_State *L) {
@@ -359,6 +364,7 @@ static const luaL_Reg funcs[] = {
   {"reply_error", lmrpc_reply_error},
   {"req_drop", lmrpc_req_drop},
   {"req_info", lmrpc_req_info},
+  {"req_remote", lmrpc_req_remote},
   {"req_meta", lmrpc_req_meta},
   {NULL, NULL}
 };
