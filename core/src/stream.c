@@ -127,7 +127,7 @@ void mrpc__stream_flush(mrpc__stream_t *st) {
   if (st->closing || !st->connected || st->hold > 0) return;
   if (st->writing) {
     /* A slow reader: refuse to buffer without bound. */
-    if (st->out.len > st->max_write_queue) fail(st, MRPC_EBUSY);
+    if (st->out.len > st->max_write_queue) fail(st, MRPC_ESLOWPEER);
     return;
   }
   write_out(st);

@@ -177,6 +177,94 @@ static void test_max_frame(void) {
   report("frame past max_frame: connection closed, server serves others");
 }
 
+/* ---- 4b. max_write_queue ------------------------------------------------ */
+
+/* A raw TCP peer that sends requests and never reads its answers. */
+typedef struct deaf_s {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  mrpc_buf_t out;
+  int connected, written, closed;
+} deaf_t;
+
+static void deaf_written(uv_write_t *w, int status) {
+  deaf_t *d = w->data;
+  d->written = status == 0 ? 1 : -1;
+}
+
+static void deaf_connected(uv_connect_t *req, int status) {
+  deaf_t *d = req->data;
+  uv_buf_t b = uv_buf_init(d->out.data, (unsigned)d->out.len);
+  d->connected = status == 0 ? 1 : -1;
+  if (status != 0) return;
+  d->wreq.data = d;
+  uv_write(&d->wreq, (uv_stream_t *)&d->tcp, &b, 1, deaf_written);
+}
+
+static void deaf_closed(uv_handle_t *h) { ((deaf_t *)h->data)->closed = 1; }
+
+static void test_max_write_queue(void) {
+  srv_t v;
+  mrpc_server_opts_t so;
+  mrpc_client_t *c;
+  rec_t ok = {0};
+  deaf_t d;
+  mrpc_frame_t f;
+  struct sockaddr_in sa;
+  size_t size = 512 * 1024;
+  char *pay = malloc(size);
+  int i, saw_conn = 0;
+
+  begin();
+  memset(pay, 'w', size);
+  memset(&d, 0, sizeof d);
+  memset(&so, 0, sizeof so);
+  so.limits.max_write_queue = 256 * 1024;
+  srv_start(&v, &so, "127.0.0.1:0");
+  /* 40 echo requests of 512 KiB: 20 MiB of answers, more than the kernel
+   * buffers hold for a peer that never reads. */
+  memset(&f, 0, sizeof f);
+  f.serialize = MRPC_SERIALIZE_NONE << 4;
+  f.path = "Echo";
+  f.path_len = 4;
+  f.method = "Echo";
+  f.method_len = 4;
+  f.payload = pay;
+  f.payload_len = size;
+  for (i = 0; i < 40; i++) {
+    f.seq = (uint64_t)i;
+    CHECK_EQ_INT(mrpc_frame_encode(&d.out, &f), 0);
+  }
+  uv_tcp_init(&loop, &d.tcp);
+  d.tcp.data = &d;
+  d.creq.data = &d;
+  uv_ip4_addr("127.0.0.1", port_of(v.addr), &sa);
+  CHECK_EQ_INT(uv_tcp_connect(&d.creq, &d.tcp, (struct sockaddr *)&sa, deaf_connected), 0);
+  WAIT(d.connected != 0 && mrpc_server_conn_count(v.s) == 1);
+  saw_conn = mrpc_server_conn_count(v.s) == 1;
+  CHECK(saw_conn);
+  WAIT(mrpc_server_conn_count(v.s) == 0);
+  CHECK_EQ_INT(mrpc_server_conn_count(v.s), 0);
+  CHECK(strstr(H.last_log, "ESLOWPEER") != NULL);
+  CHECK(H.echo >= 1);
+  /* Others are still served. */
+  c = cli_new(v.addr, NULL);
+  CHECK_EQ_INT(call(c, "Echo", "still here", &ok), 0);
+  WAIT(ok.n == 1);
+  CHECK_EQ_INT(ok.status, 0);
+  CHECK_BUF(ok.payload, "still here");
+  uv_close((uv_handle_t *)&d.tcp, deaf_closed);
+  WAIT(d.closed == 1);
+  cli_close(c);
+  srv_close(&v);
+  drain();
+  mrpc_buf_free(&d.out);
+  free(pay);
+  rec_free(&ok);
+  report("a peer that never reads is closed past max_write_queue, others served");
+}
+
 /* ---- 5. max_conns ------------------------------------------------------- */
 
 static void test_max_conns(void) {
@@ -349,6 +437,7 @@ int main(int argc, char **argv) {
   test_shutdown();
   test_shutdown_timeout();
   test_max_frame();
+  test_max_write_queue();
   test_max_conns();
   test_unix();
   test_auth();

@@ -42,7 +42,8 @@ extern "C" {
   XX(EINVAL,     -30023, "invalid argument")                                \
   XX(EHEARTBEAT, -30024, "heartbeat not answered in time")                  \
   XX(ESHUTDOWN,  -30025, "server is shutting down")                         \
-  XX(ENOSERVER,  -30026, "no server available")
+  XX(ENOSERVER,  -30026, "no server available")                            \
+  XX(ESLOWPEER,  -30027, "peer does not read: write queue past max_write_queue")
 
 enum {
 #define XX(name, code, msg) MRPC_##name = (code),
