@@ -256,24 +256,24 @@ local function attempt(self, call, method, args, o, avoid)
   call.conn, call.seq = conn, seq
 end
 
---- rpcx's Go: starts a call and returns a call object at once.
-function XClient:go(method, args, opts)
-  if type(method) ~= "string" then error("bad argument #1 to 'go' (method name expected)", 2) end
-  local o = call_opts(self, opts, 2)
+local function start(self, what, method, args, opts)
+  if type(method) ~= "string" then error("bad argument #1 to '" .. what .. "' (method name expected)", 3) end
+  local o = call_opts(self, opts, 3)
   if o.timeout then o.deadline = core.now() + o.timeout * 1000 end
   local call = setmetatable({ fut = sched.future(), tries = 0 }, Call)
   attempt(self, call, method, args, o, nil)
   return call
 end
 
+--- rpcx's Go: starts a call and returns a call object at once.
+function XClient:go(method, args, opts)
+  return start(self, "go", method, args, opts)
+end
+
 --- rpcx's Call: returns reply, err, meta. `opts`: timeout, metadata,
 -- serialize, compress, retries.
 function XClient:call(method, args, opts)
-  if type(method) ~= "string" then error("bad argument #1 to 'call' (method name expected)", 2) end
-  local o = call_opts(self, opts, 2)
-  if o.timeout then o.deadline = core.now() + o.timeout * 1000 end
-  local call = setmetatable({ fut = sched.future(), tries = 0 }, Call)
-  attempt(self, call, method, args, o, nil)
+  local call = start(self, "call", method, args, opts)
   call.fut:wait()
   return call.fut:get()
 end

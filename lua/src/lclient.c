@@ -211,10 +211,7 @@ static int lmrpc_client_call(lua_State *L) {
   free(meta);
   if (r < 0) {
     if (p) pcall_put(ctx, p);
-    lua_pushnil(L);
-    lua_pushstring(L, mrpc_err_name(r));
-    lua_pushstring(L, mrpc_strerror(r));
-    return 3;
+    return lmrpc_push_fail(L, r);
   }
   /* The core's seq is the key for cancel. */
   lua_pushinteger(L, (lua_Integer)seq);
@@ -242,10 +239,7 @@ static int lmrpc_client_ping(lua_State *L) {
   r = mrpc_client_ping(lc->cli, (uint64_t)(t * 1000), on_done, p);
   if (r < 0) {
     pcall_put(lc->ctx, p);
-    lua_pushnil(L);
-    lua_pushstring(L, mrpc_err_name(r));
-    lua_pushstring(L, mrpc_strerror(r));
-    return 3;
+    return lmrpc_push_fail(L, r);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -264,10 +258,7 @@ static int lmrpc_client_connect(lua_State *L) {
   lclient_t *lc = check_client(L);
   int r = mrpc_client_connect(lc->cli);
   if (r < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, mrpc_err_name(r));
-    lua_pushstring(L, mrpc_strerror(r));
-    return 3;
+    return lmrpc_push_fail(L, r);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -309,16 +300,8 @@ static const luaL_Reg methods[] = {
 };
 
 void lmrpc_client_open(lua_State *L) {
-  luaL_newmetatable(L, CLIENT_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, lmrpc_client_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, lmrpc_client_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, lmrpc_client_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lmrpc_new_class(L, CLIENT_MT, methods, lmrpc_client_gc, lmrpc_client_close,
+                  lmrpc_client_tostring);
   lua_pushcfunction(L, lmrpc_client_new);
   lua_setfield(L, -2, "client_new");
 }

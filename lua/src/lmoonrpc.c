@@ -159,6 +159,33 @@ int lmrpc_meta_from_table(lua_State *L, int idx, mrpc_meta_t **out) {
   return n;
 }
 
+int lmrpc_push_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, mrpc_err_name(err));
+  lua_pushstring(L, mrpc_strerror(err));
+  return 3;
+}
+
+void lmrpc_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                     lua_CFunction gc, lua_CFunction close, lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  if (close) {
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+  }
+  if (tostring) {
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+}
+
 /* ---- loop ------------------------------------------------------------------------ */
 
 /* run([mode]) runs the loop: "default" until stop() or nothing is left,

@@ -61,6 +61,16 @@ void lmrpc_push_meta(lua_State *L, const mrpc_frame_t *f, const char *skip);
  * Returns the count, or -1 when a key or value is not a string/number. */
 int lmrpc_meta_from_table(lua_State *L, int idx, mrpc_meta_t **out);
 
+/* Pushes the failure triple nil, code name, message for `err` (a
+ * negative MRPC_E* or libuv code); returns 3 for a lua_CFunction. */
+int lmrpc_push_fail(lua_State *L, int err);
+
+/* Creates metatable `name` with `methods` behind __index and the given
+ * __gc, __close and __tostring (each may be NULL). Leaves nothing on the
+ * stack. */
+void lmrpc_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                     lua_CFunction gc, lua_CFunction close, lua_CFunction tostring);
+
 /* Binding parts, each adding its functions to the module table on top. */
 void lmrpc_server_open(lua_State *L);
 void lmrpc_client_open(lua_State *L);

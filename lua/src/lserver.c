@@ -148,20 +148,13 @@ static int lmrpc_server_remove(lua_State *L) {
   return 1;
 }
 
-static int push_fail(lua_State *L, int err) {
-  lua_pushnil(L);
-  lua_pushstring(L, mrpc_err_name(err));
-  lua_pushstring(L, mrpc_strerror(err));
-  return 3;
-}
-
 /* server:listen(network, address) -> address | nil, code, message */
 static int lmrpc_server_listen(lua_State *L) {
   lserver_t *ls = check_server(L);
   char addr[320];
   int r = mrpc_server_listen(ls->srv, luaL_checkstring(L, 2), luaL_checkstring(L, 3));
   int i = 0;
-  if (r < 0) return push_fail(L, r);
+  if (r < 0) return lmrpc_push_fail(L, r);
   while (mrpc_server_address(ls->srv, i + 1, addr, sizeof addr) == 0) i++;
   mrpc_server_address(ls->srv, i, addr, sizeof addr);
   lua_pushstring(L, addr);
@@ -206,7 +199,7 @@ static int lmrpc_server_shutdown(lua_State *L) {
   int r;
   ls->done_id = (int)luaL_checkinteger(L, 3);
   r = mrpc_server_shutdown(ls->srv, ms > 0 ? (uint64_t)ms : 0, on_shutdown, ls);
-  if (r < 0) return push_fail(L, r);
+  if (r < 0) return lmrpc_push_fail(L, r);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -370,15 +363,7 @@ static const luaL_Reg funcs[] = {
 };
 
 void lmrpc_server_open(lua_State *L) {
-  luaL_newmetatable(L, SERVER_MT);
-  luaL_newlib(L, server_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, lmrpc_server_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, lmrpc_server_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, lmrpc_server_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  lmrpc_new_class(L, SERVER_MT, server_methods, lmrpc_server_close, lmrpc_server_close,
+                  lmrpc_server_tostring);
   luaL_setfuncs(L, funcs, 0);
 }

@@ -15,39 +15,7 @@
 
 /* ---- a tiny test harness ---------------------------------------------- */
 
-static int n_pass, n_fail, cur_failed;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                      \
-      cur_failed = 1;                                                      \
-    }                                                                      \
-  } while (0)
-
-#define CHECK_EQ_INT(a, b)                                                  \
-  do {                                                                      \
-    long long a_ = (long long)(a), b_ = (long long)(b);                     \
-    if (a_ != b_) {                                                         \
-      fprintf(stderr, "    %s:%d: %s == %lld, expected %s == %lld\n",       \
-              __FILE__, __LINE__, #a, a_, #b, b_);                          \
-      cur_failed = 1;                                                       \
-    }                                                                       \
-  } while (0)
-
-static void report(const char *name) {
-  int n = n_pass + n_fail + 1;
-
-  if (cur_failed) {
-    n_fail++;
-    printf("not ok %d - %s\n", n, name);
-  } else {
-    n_pass++;
-    printf("ok %d - %s\n", n, name);
-  }
-  cur_failed = 0;
-}
+#include "check.h"
 
 /* ---- frame builders --------------------------------------------------- */
 
@@ -537,6 +505,5 @@ int main(int argc, char **argv) {
   test_sticky();
   test_reserve_size();
   test_err_names();
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail == 0 ? 0 : 1;
+  return finish();
 }

@@ -423,16 +423,9 @@ static void test_auth(void) {
 }
 
 int main(int argc, char **argv) {
-  int rc;
-
   (void)argc; /* no vectors needed */
   (void)argv;
-  /* As any libuv host must: a write to a reset socket raises SIGPIPE. */
-  signal(SIGPIPE, SIG_IGN);
-  CHECK_EQ_INT(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &watchdog);
-  uv_unref((uv_handle_t *)&watchdog);
-  uv_timer_init(&loop, &sleeper);
+  harness_start();
   test_oneway();
   test_shutdown();
   test_shutdown_timeout();
@@ -441,13 +434,5 @@ int main(int argc, char **argv) {
   test_max_conns();
   test_unix();
   test_auth();
-
-  uv_close((uv_handle_t *)&watchdog, NULL);
-  uv_close((uv_handle_t *)&sleeper, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  rc = uv_loop_close(&loop);
-  CHECK_EQ_INT(rc, 0);
-  report("the loop closes: no handle left behind");
-  printf("%d passed, %d failed\n", n_pass, n_fail);
-  return n_fail == 0 ? 0 : 1;
+  return harness_finish();
 }

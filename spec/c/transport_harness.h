@@ -35,26 +35,7 @@
 
 /* ---- a tiny test harness ------------------------------------------------ */
 
-static int n_pass, n_fail, cur_failed;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      fprintf(stderr, "    %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                      \
-      cur_failed = 1;                                                      \
-    }                                                                      \
-  } while (0)
-
-#define CHECK_EQ_INT(a, b)                                                  \
-  do {                                                                      \
-    long long a_ = (long long)(a), b_ = (long long)(b);                     \
-    if (a_ != b_) {                                                         \
-      fprintf(stderr, "    %s:%d: %s == %lld, expected %s == %lld\n",       \
-              __FILE__, __LINE__, #a, a_, #b, b_);                          \
-      cur_failed = 1;                                                       \
-    }                                                                       \
-  } while (0)
+#include "check.h"
 
 /* A byte buffer equals a C string. */
 #define CHECK_BUF(buf, str)                                                 \
@@ -69,19 +50,6 @@ static int n_pass, n_fail, cur_failed;
     }                                                                       \
   } while (0)
 
-static inline void report(const char *name) {
-  int n = n_pass + n_fail + 1;
-
-  if (cur_failed) {
-    n_fail++;
-    printf("not ok %d - %s\n", n, name);
-  } else {
-    n_pass++;
-    printf("ok %d - %s\n", n, name);
-  }
-  fflush(stdout);
-  cur_failed = 0;
-}
 
 /* ---- the loop, waits and the watchdog ----------------------------------- */
 
@@ -454,6 +422,27 @@ static inline void cli_close(mrpc_client_t *c) {
 static inline void begin(void) {
   memset(&H, 0, sizeof H);
   order_seq = 0;
+}
+
+/* Every test program's start: SIGPIPE ignored (as any libuv host must),
+ * the loop and its two timers. */
+static inline void harness_start(void) {
+  signal(SIGPIPE, SIG_IGN);
+  CHECK_EQ_INT(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &watchdog);
+  uv_unref((uv_handle_t *)&watchdog);
+  uv_timer_init(&loop, &sleeper);
+}
+
+/* Every test program's end: the loop must close with no handle left.
+ * Returns the exit status. */
+static inline int harness_finish(void) {
+  uv_close((uv_handle_t *)&watchdog, NULL);
+  uv_close((uv_handle_t *)&sleeper, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  report("the loop closes: no handle left behind");
+  return finish();
 }
 
 #endif /* MRPC_SPEC_TRANSPORT_HARNESS_H */
