@@ -169,7 +169,8 @@ int lmrpc_push_fail(lua_State *L, int err) {
 void lmrpc_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                      lua_CFunction gc, lua_CFunction close, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
-  luaL_newlib(L, methods);
+  lua_newtable(L); /* not luaL_newlib: `methods` is a pointer here */
+  luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
   if (gc) {
     lua_pushcfunction(L, gc);
