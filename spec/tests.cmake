@@ -12,7 +12,7 @@ if(MRPC_SANITIZE_TESTS)
   add_library(moonrpc_obj_asan OBJECT ${MRPC_CORE_SOURCES})
   target_include_directories(moonrpc_obj_asan PUBLIC ${MRPC_CORE_INCLUDE})
   target_compile_options(moonrpc_obj_asan PRIVATE ${MRPC_SAN_FLAGS})
-  target_link_libraries(moonrpc_obj_asan PUBLIC PkgConfig::UV PkgConfig::ZLIB)
+  target_link_libraries(moonrpc_obj_asan PUBLIC PkgConfig::UV PkgConfig::ZLIB m)
 endif()
 
 function(mrpc_c_test name)

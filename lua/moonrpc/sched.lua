@@ -86,11 +86,12 @@ end
 
 -- ---- timers ---------------------------------------------------------------
 
---- Calls `fn()` once after `seconds`; returns an id for `cancel`.
-function M.after(seconds, fn)
+--- Calls `fn()` once after `seconds`; returns an id for `cancel`. A
+-- `weak` timer does not keep the loop running on its own.
+function M.after(seconds, fn, weak)
   local id = M.id()
   timers[id] = fn
-  timer_handles[id] = core.timer_start(seconds * 1000, id)
+  timer_handles[id] = core.timer_start(seconds * 1000, id, weak)
   return id
 end
 

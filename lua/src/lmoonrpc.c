@@ -282,8 +282,9 @@ static void on_timer(uv_timer_t *t) {
   lmrpc_callback(ctx, L, 1);
 }
 
-/* timer_start(ms, id) -> handle: calls the timer dispatcher with id once,
- * after ms milliseconds. The handle is valid until the timer fires or is
+/* timer_start(ms, id [, weak]) -> handle: calls the timer dispatcher with
+ * id once, after ms milliseconds. A weak timer does not keep the loop
+ * alive (uv_unref). The handle is valid until the timer fires or is
  * stopped; the Lua side never uses it after that. */
 static int lmrpc_timer_start(lua_State *L) {
   lmrpc_ctx_t *ctx = lmrpc_ctx(L);
@@ -296,6 +297,7 @@ static int lmrpc_timer_start(lua_State *L) {
   uv_timer_init(ctx->loop, &tm->t);
   tm->t.data = tm;
   uv_timer_start(&tm->t, on_timer, ms > 0 ? (uint64_t)(ms + 0.5) : 0, 0);
+  if (lua_toboolean(L, 3)) uv_unref((uv_handle_t *)&tm->t);
   lua_pushlightuserdata(L, tm);
   return 1;
 }
@@ -374,6 +376,7 @@ int luaopen_moonrpc_core(lua_State *L) {
   lmrpc_codec_open(L);
   lmrpc_server_open(L);
   lmrpc_client_open(L);
+  lmrpc_selector_open(L);
   lua_newtable(L); /* the named limits and their defaults */
   set_int(L, "max_frame", MRPC_DEFAULT_MAX_FRAME);
   set_int(L, "max_meta_pairs", MRPC_DEFAULT_MAX_META_PAIRS);

@@ -74,5 +74,6 @@ void lmrpc_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 /* Binding parts, each adding its functions to the module table on top. */
 void lmrpc_server_open(lua_State *L);
 void lmrpc_client_open(lua_State *L);
+void lmrpc_selector_open(lua_State *L);
 
 #endif
