@@ -18,6 +18,7 @@ core.set_dispatchers = function(on_req, on_done, on_timer, on_push)
   end, on_timer, on_push)
 end
 local moonrpc = require "moonrpc"
+local S = require "support"
 core.set_dispatchers = set_dispatchers
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)$"):match("^(.*)/[^/]*$") or "."
@@ -72,24 +73,9 @@ local function client(addr, opts, mode)
                          moonrpc.peer2peer(addr), opts)
 end
 
--- A TCP port with nobody listening on it.
-local function dead_port()
-  local s = moonrpc.server()
-  s:register("X", { f = function() end })
-  local addr = assert(s:serve("tcp", "127.0.0.1:0"))
-  s:close()
-  moonrpc.sleep(0.01)
-  return addr
-end
+local dead_port = S.dead_port
 
-local function eventually(pred, seconds)
-  local deadline = moonrpc.now() + (seconds or 2) * 1000
-  while not pred() do
-    if moonrpc.now() > deadline then return false end
-    moonrpc.sleep(0.01)
-  end
-  return true
-end
+local eventually = S.eventually
 
 before_each(function() duplicates = {} end)
 after_each(function()

@@ -20,6 +20,7 @@ do
   end
 end
 local moonrpc = require "moonrpc"
+local S = require "support"
 core.set_dispatchers = set_dispatchers -- the probe is installed; restore
 
 local function serve(opts)
@@ -38,15 +39,7 @@ local function client(addr, service, opts, mode)
                          moonrpc.RandomSelect, moonrpc.peer2peer(addr), opts)
 end
 
--- Runs the loop (top level) until pred() holds or `seconds` pass.
-local function eventually(pred, seconds)
-  local deadline = moonrpc.now() + (seconds or 2) * 1000
-  while not pred() do
-    if moonrpc.now() > deadline then return false end
-    moonrpc.sleep(0.01)
-  end
-  return true
-end
+local eventually = S.eventually
 
 local function arith()
   return {

@@ -353,4 +353,29 @@ function M.gzip_zeros(n)
   return out
 end
 
+-- ---- helpers for in-process specs ---------------------------------------------
+
+--- Runs the loop (sleeping 10 ms at a time) until pred() holds or
+-- `seconds` (default 2) pass; returns whether it held.
+function M.eventually(pred, seconds)
+  local moonrpc = require "moonrpc"
+  local deadline = moonrpc.now() + (seconds or 2) * 1000
+  while not pred() do
+    if moonrpc.now() > deadline then return false end
+    moonrpc.sleep(0.01)
+  end
+  return true
+end
+
+--- A TCP address with nobody listening on it (a server was there a moment ago).
+function M.dead_port()
+  local moonrpc = require "moonrpc"
+  local s = moonrpc.server()
+  s:register("X", { f = function() end })
+  local addr = assert(s:serve("tcp", "127.0.0.1:0"))
+  s:close()
+  moonrpc.sleep(0.01)
+  return addr
+end
+
 return M
