@@ -76,6 +76,9 @@ struct mrpc_server_s {
   mrpc_buf_t scratch;   /* gzip output, reused */
   uv_timer_t timer;     /* shutdown deadline */
   int shutting, closing;
+  int flushing;         /* shutdown: connections close once written */
+  size_t open_conns;    /* connections whose handle is not closed yet */
+  uint64_t shutdown_timeout;
   mrpc_server_cb shutdown_cb, close_cb;
   void *shutdown_udata, *close_udata;
 };
@@ -392,9 +395,19 @@ static int on_frame(mrpc__stream_t *st, mrpc_frame_t *f) {
   if (r->timeout) r->deadline = uv_now(s->loop) + r->timeout;
   gen = r->gen;
   m->fn(r, m->udata);
-  /* Still held by the handler: give it its own copy of the bytes. */
-  if (r->gen == gen && req_detach(r) < 0)
-    mrpc_req_error(r, "out of memory", NULL, 0, NULL, 0);
+  /* Still held by the handler: give it its own copy of the bytes. Without
+   * memory for that, the request stays the handler's (it must still answer
+   * it) but loses its bytes, and the connection is closed, so the answer
+   * is dropped. */
+  if (r->gen == gen && req_detach(r) < 0) {
+    static const mrpc_frame_t empty;
+    mrpc__log(s->opts.log, s->opts.log_udata, 1,
+              "out of memory holding a request: closing its connection");
+    r->frame = empty;
+    r->frame.path = r->frame.method = r->frame.payload = r->frame.wire_payload = "";
+    mrpc__stream_close(&c->st);
+    return 1;
+  }
   return 0;
 }
 
@@ -419,10 +432,14 @@ static void conn_on_error(mrpc__stream_t *st, int err) {
   mrpc__stream_close(st);
 }
 
+static void shutdown_done(mrpc_server_t *s);
+
 static void conn_on_closed(mrpc__stream_t *st) {
   conn_t *c = st->owner;
   mrpc_server_t *s = c->srv;
   c->closed = 1;
+  s->open_conns--;
+  if (s->flushing && s->open_conns == 0) shutdown_done(s);
   conn_unref(c);
   server_unref(s);
 }
@@ -447,6 +464,7 @@ static void on_connection(uv_stream_t *server, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  s->open_conns++;
   s->live++;
   if (uv_accept(server, &c->st.u.stream) < 0) {
     mrpc__stream_close(&c->st);
@@ -550,20 +568,46 @@ static void close_listeners(mrpc_server_t *s) {
   s->nlisteners = 0;
 }
 
-/* Ends a graceful shutdown: every connection closes once its answers are
- * written, then the user's callback runs. */
-static void shutdown_finish(mrpc_server_t *s) {
-  conn_t *c;
+/* The last step of a graceful shutdown: every connection is closed (its
+ * answers written, or abandoned at the deadline); the user's callback runs
+ * once. */
+static void shutdown_done(mrpc_server_t *s) {
   mrpc_server_cb cb = s->shutdown_cb;
   if (!cb) return;
   s->shutdown_cb = NULL;
+  s->flushing = 0;
   uv_timer_stop(&s->timer);
-  for (c = s->conns; c; c = c->next) mrpc__stream_close_after_flush(&c->st);
   cb(s, s->shutdown_udata);
 }
 
+static void on_flush_deadline(uv_timer_t *t) {
+  mrpc_server_t *s = t->data;
+  conn_t *c;
+  mrpc__log(s->opts.log, s->opts.log_udata, 1,
+            "shutdown: %zu connections still writing after the timeout",
+            s->open_conns);
+  for (c = s->conns; c; c = c->next) mrpc__stream_close(&c->st);
+}
+
+static void on_no_conns(uv_timer_t *t) { shutdown_done(t->data); }
+
+/* Calls are answered (or abandoned): every connection closes once what it
+ * has to write is written; the callback comes when the last one is closed,
+ * or when the timeout passes again and the rest are closed by force. */
+static void shutdown_flush(mrpc_server_t *s) {
+  conn_t *c;
+  if (s->flushing || !s->shutdown_cb) return;
+  s->flushing = 1;
+  uv_timer_stop(&s->timer);
+  for (c = s->conns; c; c = c->next) mrpc__stream_close_after_flush(&c->st);
+  if (s->open_conns == 0) /* never call back from inside mrpc_server_shutdown */
+    uv_timer_start(&s->timer, on_no_conns, 0, 0);
+  else
+    uv_timer_start(&s->timer, on_flush_deadline, s->shutdown_timeout, 0);
+}
+
 static void shutdown_check(mrpc_server_t *s) {
-  if (s->shutting && s->inflight == 0) shutdown_finish(s);
+  if (s->shutting && s->inflight == 0) shutdown_flush(s);
 }
 
 static void on_shutdown_timer(uv_timer_t *t) {
@@ -571,7 +615,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
   mrpc__log(s->opts.log, s->opts.log_udata, 1,
             "shutdown: %zu calls still running after the timeout",
             s->inflight);
-  shutdown_finish(s);
+  shutdown_flush(s);
 }
 
 int mrpc_server_shutdown(mrpc_server_t *s, uint64_t timeout_ms,
@@ -580,12 +624,10 @@ int mrpc_server_shutdown(mrpc_server_t *s, uint64_t timeout_ms,
   s->shutting = 1;
   s->shutdown_cb = cb;
   s->shutdown_udata = udata;
+  s->shutdown_timeout = timeout_ms;
   close_listeners(s);
-  if (s->inflight == 0) {
-    shutdown_finish(s);
-    return 0;
-  }
-  uv_timer_start(&s->timer, on_shutdown_timer, timeout_ms, 0);
+  if (s->inflight == 0) shutdown_flush(s);
+  else uv_timer_start(&s->timer, on_shutdown_timer, timeout_ms, 0);
   return 0;
 }
 
@@ -621,6 +663,7 @@ void mrpc_server_close(mrpc_server_t *s, mrpc_server_cb cb, void *udata) {
   s->close_cb = cb;
   s->close_udata = udata;
   s->shutdown_cb = NULL;
+  s->flushing = 0;
   close_listeners(s);
   for (c = s->conns; c; c = c->next) mrpc__stream_close(&c->st);
   uv_close((uv_handle_t *)&s->timer, timer_closed);

@@ -265,6 +265,81 @@ static void test_max_write_queue(void) {
   report("a peer that never reads is closed past max_write_queue, others served");
 }
 
+/* ---- 4c. regression: shutdown lost replies still being written ------------ */
+
+static void deaf_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+  static char buf[65536];
+  (void)h;
+  (void)n;
+  *b = uv_buf_init(buf, sizeof buf);
+}
+
+static size_t deaf_got;
+static int deaf_eof;
+
+static void deaf_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  (void)st;
+  (void)b;
+  if (n > 0) deaf_got += (size_t)n;
+  else if (n < 0) deaf_eof = 1;
+}
+
+static void on_shut(mrpc_server_t *s, void *flag) {
+  (void)s;
+  (*(int *)flag)++;
+}
+
+/* The shutdown callback came before the connections had written their
+ * replies, and closing the server then cut them off (a peer reading slowly
+ * got a few of 8 MiB of replies). */
+static void test_shutdown_writes_replies_first(void) {
+  srv_t v;
+  deaf_t d;
+  mrpc_frame_t f;
+  struct sockaddr_in sa;
+  size_t size = 1024 * 1024, frame_len = 16 + 8 + 8 + 4 + 4 + size;
+  char *pay = malloc(size);
+  int i, shut = 0;
+
+  begin();
+  memset(pay, 's', size);
+  memset(&d, 0, sizeof d);
+  deaf_got = 0;
+  deaf_eof = 0;
+  srv_start(&v, NULL, "127.0.0.1:0");
+  memset(&f, 0, sizeof f);
+  f.serialize = MRPC_SERIALIZE_NONE << 4;
+  f.path = f.method = "Echo";
+  f.path_len = f.method_len = 4;
+  f.payload = pay;
+  f.payload_len = size;
+  for (i = 0; i < 8; i++) {
+    f.seq = (uint64_t)i;
+    CHECK_EQ_INT(mrpc_frame_encode(&d.out, &f), 0);
+  }
+  uv_tcp_init(&loop, &d.tcp);
+  d.tcp.data = &d;
+  d.creq.data = &d;
+  uv_ip4_addr("127.0.0.1", port_of(v.addr), &sa);
+  CHECK_EQ_INT(uv_tcp_connect(&d.creq, &d.tcp, (struct sockaddr *)&sa, deaf_connected), 0);
+  WAIT(H.echo == 8);
+  CHECK_EQ_INT(H.echo, 8);
+  CHECK_EQ_INT(mrpc_server_shutdown(v.s, 3000, on_shut, &shut), 0);
+  sleep_ms(100); /* the peer has not read yet: no callback */
+  CHECK_EQ_INT(shut, 0);
+  uv_read_start((uv_stream_t *)&d.tcp, deaf_alloc, deaf_read);
+  WAIT(shut == 1 && deaf_eof);
+  CHECK_EQ_INT(shut, 1);
+  CHECK_EQ_INT(deaf_got, 8 * frame_len);
+  uv_close((uv_handle_t *)&d.tcp, deaf_closed);
+  WAIT(d.closed == 1);
+  srv_close(&v);
+  drain();
+  mrpc_buf_free(&d.out);
+  free(pay);
+  report("regression: shutdown writes every reply before its callback");
+}
+
 /* ---- 5. max_conns ------------------------------------------------------- */
 
 static void test_max_conns(void) {
@@ -431,6 +506,7 @@ int main(int argc, char **argv) {
   test_shutdown_timeout();
   test_max_frame();
   test_max_write_queue();
+  test_shutdown_writes_replies_first();
   test_max_conns();
   test_unix();
   test_auth();

@@ -79,9 +79,11 @@ int mrpc_server_listen(mrpc_server_t *s, const char *network,
  * "unix@/path" into buf. 0, MRPC_EINVAL (no such listener) or UV_ENOBUFS. */
 int mrpc_server_address(mrpc_server_t *s, int i, char *buf, size_t len);
 
-/* Graceful shutdown: stops accepting, lets calls in flight finish (their
- * replies are written), then closes every connection and calls `cb`. Calls
- * still running after `timeout_ms` are abandoned (their replies dropped).
+/* Graceful shutdown: stops accepting, lets calls in flight finish, closes
+ * every connection once its replies are written, then calls `cb` (never
+ * from inside this function). Calls still running after `timeout_ms` are
+ * abandoned (their replies dropped), and connections whose peer has not
+ * taken its replies `timeout_ms` after that are closed by force.
  * Requests arriving meanwhile get the error "server is shutting down". The
  * server stays allocated: free it with mrpc_server_close. */
 int mrpc_server_shutdown(mrpc_server_t *s, uint64_t timeout_ms,
@@ -99,8 +101,12 @@ size_t mrpc_server_inflight(const mrpc_server_t *s);
 
 /* ---- requests ---------------------------------------------------------- */
 
-/* The request frame: path, method, metadata and (decompressed) payload. The
- * pointers stay valid until the request is answered. */
+/* The request frame: path, method, metadata and (decompressed) payload.
+ * During the handler call they point into the connection's read buffer;
+ * when the handler returns without answering, the request takes its own
+ * copy. So a handler that answers later must call mrpc_req_frame() again
+ * then, not keep pointers from the first call. The pointers it returns stay
+ * valid until the request is answered. */
 const mrpc_frame_t *mrpc_req_frame(const mrpc_req_t *req);
 
 /* The serialize type of the request (0 raw, 1 JSON, 3 msgpack). */
