@@ -370,6 +370,10 @@ static int on_frame(mrpc__stream_t *st, mrpc_frame_t *f) {
     return 0;
   }
   if (s->opts.auth && check_auth(s, c, r) != 0) return 1;
+  if (s->closing || c->st.closing) { /* the auth hook closed us */
+    mrpc_req_drop(r);
+    return 1;
+  }
   v = find_service(s, f->path, f->path_len);
   if (!v) {
     snprintf(msg, sizeof msg, "rpcx: can't find service %.*s",

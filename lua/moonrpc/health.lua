@@ -37,7 +37,7 @@ end
 local function state(self, addr)
   local s = self.servers[addr]
   if not s then
-    s = { fails = 0, open_until = nil, trial = false, down_until = nil, backoff = nil }
+    s = { fails = 0 } -- open_until, trial (when it began), down_until, backoff
     self.servers[addr] = s
   end
   return s
@@ -52,8 +52,11 @@ function Health:status(addr, now, take)
   local s = self.servers[addr]
   if not s then return "ok" end
   if s.open_until then
-    if now < s.open_until or s.trial then return "open" end
-    if take ~= false then s.trial = true end -- half-open: this call decides
+    -- A trial that never reported (its call was discarded, or ended with
+    -- an encoding error) frees the slot after another window.
+    local busy = s.trial and now < s.trial + self.breaker.window * 1000
+    if now < s.open_until or busy then return "open" end
+    if take ~= false then s.trial = now end -- half-open: this call decides
   end
   if s.down_until and now < s.down_until then return "down" end
   return "ok"
@@ -68,7 +71,7 @@ end
 function Health:success(addr)
   local s = self.servers[addr]
   if not s then return end
-  s.fails, s.open_until, s.trial, s.down_until, s.backoff = 0, nil, false, nil, nil
+  s.fails, s.open_until, s.trial, s.down_until, s.backoff = 0, nil, nil, nil, nil
 end
 
 --- Records a failure; `unreachable` (refused, no route) also starts or
@@ -81,7 +84,7 @@ function Health:failure(addr, unreachable)
   if b and (s.trial or s.fails >= b.failures) then
     s.open_until = now + b.window * 1000
   end
-  s.trial = false
+  s.trial = nil
   if unreachable then
     s.backoff = s.backoff and math.min(s.backoff * 2, BACKOFF_MAX) or BACKOFF_MIN
     s.down_until = now + s.backoff

@@ -359,9 +359,9 @@ local function fan_out(self, what, method, args, opts, first_success)
         r.error = errors.new(code, code == "EREMOTE" and msg or (msg .. " (" .. addr .. ")"),
                              { address = addr, payload = value })
       end
-      part:finish(value)
       left = left - 1
       if left == 0 or (first_success and code == nil) then all:set() end
+      part:finish(value)
     end)
   end
   if left > 0 then all:wait() end

@@ -18,6 +18,7 @@ typedef struct lclient_s {
   lmrpc_ctx_t *ctx;
   lua_Integer id;     /* names the client in push callbacks */
   int quiet;          /* closing from __gc: call no Lua */
+  int closing;        /* inside client_close */
   unsigned max_depth; /* payload nesting limit of this client */
 } lclient_t;
 
@@ -169,16 +170,14 @@ static int lmrpc_client_call(lua_State *L) {
   pcall_t *p = NULL;
   char err[200];
   uint64_t seq = 0;
+  lua_Integer id = 0;
   int n = 0, r;
   memset(&a, 0, sizeof a);
   a.service = luaL_checkstring(L, 2);
   a.method = luaL_checkstring(L, 3);
   a.serialize = (uint8_t)lmrpc_check_serialize(L, 5);
-  if (!lua_isnoneornil(L, 6)) {
-    luaL_checktype(L, 6, LUA_TTABLE);
-    if ((n = lmrpc_meta_from_table(L, 6, &meta)) < 0)
-      return luaL_argerror(L, 6, "metadata must map strings to strings");
-  }
+  /* Every check that may raise comes before anything is allocated. */
+  if (!lua_isnoneornil(L, 6)) luaL_checktype(L, 6, LUA_TTABLE);
   if (!lua_isnoneornil(L, 7)) {
     lua_Number t = luaL_checknumber(L, 7);
     luaL_argcheck(L, t > 0, 7, "timeout must be positive");
@@ -187,6 +186,9 @@ static int lmrpc_client_call(lua_State *L) {
   }
   a.gzip = lua_toboolean(L, 8);
   a.oneway = lua_toboolean(L, 9);
+  if (!a.oneway) id = luaL_checkinteger(L, 10);
+  if (!lua_isnoneornil(L, 6) && (n = lmrpc_meta_from_table(L, 6, &meta)) < 0)
+    return luaL_argerror(L, 6, "metadata must map strings to strings");
   a.meta = meta;
   a.meta_count = (size_t)n;
   ctx->enc.len = 0;
@@ -205,7 +207,7 @@ static int lmrpc_client_call(lua_State *L) {
       return luaL_error(L, "moonrpc: out of memory");
     }
     p->lc = lc;
-    p->id = luaL_checkinteger(L, 10);
+    p->id = id;
   }
   r = mrpc_client_call(lc->cli, &a, on_done, p, &seq);
   free(meta);
@@ -231,11 +233,12 @@ static int lmrpc_client_cancel(lua_State *L) {
 static int lmrpc_client_ping(lua_State *L) {
   lclient_t *lc = check_client(L);
   lua_Number t = luaL_optnumber(L, 2, 5);
+  lua_Integer id = luaL_checkinteger(L, 3);
   pcall_t *p = pcall_get(lc->ctx);
   int r;
   if (!p) return luaL_error(L, "moonrpc: out of memory");
   p->lc = lc;
-  p->id = luaL_checkinteger(L, 3);
+  p->id = id;
   r = mrpc_client_ping(lc->cli, (uint64_t)(t * 1000), on_done, p);
   if (r < 0) {
     pcall_put(lc->ctx, p);
@@ -266,10 +269,14 @@ static int lmrpc_client_connect(lua_State *L) {
 
 static void client_close(lclient_t *lc, int quiet) {
   mrpc_client_t *c = lc->cli;
-  if (!c) return;
-  lc->cli = NULL;
+  if (!c || lc->closing) return;
+  lc->closing = 1;
   lc->quiet = quiet;
-  mrpc_client_close(c, NULL, NULL); /* pending calls end with ECLOSED */
+  /* Pending calls end with ECLOSED now; their callbacks may still use this
+   * object (a cancel finds nothing, a new call gets ECLOSED), so it is
+   * marked closed only afterwards. */
+  mrpc_client_close(c, NULL, NULL);
+  lc->cli = NULL;
 }
 
 static int lmrpc_client_close(lua_State *L) {

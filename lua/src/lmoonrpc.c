@@ -15,6 +15,7 @@
 static int ctx_gc(lua_State *L) {
   lmrpc_ctx_t *ctx = lua_touserdata(L, 1);
   struct lmrpc_pcall_s *p;
+  ctx->closing = 1; /* the loop turns below must not run Lua any more */
   if (ctx->owns_loop && ctx->loop) {
     /* Let pending close callbacks run, then close the loop if it is idle. */
     int i;
@@ -76,6 +77,10 @@ lua_State *lmrpc_begin(lmrpc_ctx_t *ctx, int ref) {
 }
 
 void lmrpc_callback(lmrpc_ctx_t *ctx, lua_State *L, int nargs) {
+  if (ctx->closing) {
+    lua_pop(L, nargs + 1);
+    return;
+  }
   ctx->depth++;
   if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
     fprintf(stderr, "moonrpc: error in callback: %s\n",

@@ -24,6 +24,7 @@ typedef struct lmrpc_ctx_s {
   lua_State *L;          /* the state running the loop: callbacks use it */
   lua_State *main;
   int depth;             /* >0 inside a callback from the loop */
+  int closing;           /* lua_close is finalizing: call no Lua */
   int ref_request;       /* Lua: dispatch(handler, req, args) */
   int ref_complete;      /* Lua: complete(id, code, msg, value, meta) */
   int ref_timer;         /* Lua: fire(id) */

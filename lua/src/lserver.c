@@ -196,19 +196,22 @@ static void on_shutdown(mrpc_server_t *s, void *udata) {
 static int lmrpc_server_shutdown(lua_State *L) {
   lserver_t *ls = check_server(L);
   lua_Number ms = luaL_checknumber(L, 2);
-  int r;
-  ls->done_id = (int)luaL_checkinteger(L, 3);
+  int id = (int)luaL_checkinteger(L, 3), r;
   r = mrpc_server_shutdown(ls->srv, ms > 0 ? (uint64_t)ms : 0, on_shutdown, ls);
   if (r < 0) return lmrpc_push_fail(L, r);
+  ls->done_id = id; /* the core never calls back from inside shutdown */
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static void server_close(lua_State *L, lserver_t *ls) {
+static void server_close(lua_State *L, lserver_t *ls, int from_gc) {
   lmethod_t *m;
   if (!ls->srv) return;
   mrpc_server_close(ls->srv, NULL, NULL);
   ls->srv = NULL;
+  if (ls->done_id && !from_gc) /* a shutdown in progress ends here */
+    on_shutdown(NULL, ls);
+  ls->done_id = 0;
   while ((m = ls->methods)) {
     ls->methods = m->next;
     luaL_unref(L, LUA_REGISTRYINDEX, m->ref);
@@ -219,7 +222,12 @@ static void server_close(lua_State *L, lserver_t *ls) {
 }
 
 static int lmrpc_server_close(lua_State *L) {
-  server_close(L, luaL_checkudata(L, 1, SERVER_MT));
+  server_close(L, luaL_checkudata(L, 1, SERVER_MT), 0);
+  return 0;
+}
+
+static int lmrpc_server_gc(lua_State *L) {
+  server_close(L, luaL_checkudata(L, 1, SERVER_MT), 1);
   return 0;
 }
 
@@ -363,7 +371,7 @@ static const luaL_Reg funcs[] = {
 };
 
 void lmrpc_server_open(lua_State *L) {
-  lmrpc_new_class(L, SERVER_MT, server_methods, lmrpc_server_close, lmrpc_server_close,
+  lmrpc_new_class(L, SERVER_MT, server_methods, lmrpc_server_gc, lmrpc_server_close,
                   lmrpc_server_tostring);
   luaL_setfuncs(L, funcs, 0);
 }
