@@ -204,43 +204,48 @@ static void deaf_connected(uv_connect_t *req, int status) {
 
 static void deaf_closed(uv_handle_t *h) { ((deaf_t *)h->data)->closed = 1; }
 
+/* Connects a deaf peer to `port` and sends `count` Echo.Echo requests of
+ * `size` bytes each. */
+static void deaf_start(deaf_t *d, int port, const char *pay, size_t size, int count) {
+  mrpc_frame_t f;
+  struct sockaddr_in sa;
+  int i;
+  memset(d, 0, sizeof *d);
+  memset(&f, 0, sizeof f);
+  f.serialize = MRPC_SERIALIZE_NONE << 4;
+  f.path = f.method = "Echo";
+  f.path_len = f.method_len = 4;
+  f.payload = pay;
+  f.payload_len = size;
+  for (i = 0; i < count; i++) {
+    f.seq = (uint64_t)i;
+    CHECK_EQ_INT(mrpc_frame_encode(&d->out, &f), 0);
+  }
+  uv_tcp_init(&loop, &d->tcp);
+  d->tcp.data = d;
+  d->creq.data = d;
+  uv_ip4_addr("127.0.0.1", port, &sa);
+  CHECK_EQ_INT(uv_tcp_connect(&d->creq, &d->tcp, (struct sockaddr *)&sa, deaf_connected), 0);
+}
+
 static void test_max_write_queue(void) {
   srv_t v;
   mrpc_server_opts_t so;
   mrpc_client_t *c;
   rec_t ok = {0};
   deaf_t d;
-  mrpc_frame_t f;
-  struct sockaddr_in sa;
   size_t size = 512 * 1024;
   char *pay = malloc(size);
-  int i, saw_conn = 0;
+  int saw_conn = 0;
 
   begin();
   memset(pay, 'w', size);
-  memset(&d, 0, sizeof d);
   memset(&so, 0, sizeof so);
   so.limits.max_write_queue = 256 * 1024;
   srv_start(&v, &so, "127.0.0.1:0");
   /* 40 echo requests of 512 KiB: 20 MiB of answers, more than the kernel
    * buffers hold for a peer that never reads. */
-  memset(&f, 0, sizeof f);
-  f.serialize = MRPC_SERIALIZE_NONE << 4;
-  f.path = "Echo";
-  f.path_len = 4;
-  f.method = "Echo";
-  f.method_len = 4;
-  f.payload = pay;
-  f.payload_len = size;
-  for (i = 0; i < 40; i++) {
-    f.seq = (uint64_t)i;
-    CHECK_EQ_INT(mrpc_frame_encode(&d.out, &f), 0);
-  }
-  uv_tcp_init(&loop, &d.tcp);
-  d.tcp.data = &d;
-  d.creq.data = &d;
-  uv_ip4_addr("127.0.0.1", port_of(v.addr), &sa);
-  CHECK_EQ_INT(uv_tcp_connect(&d.creq, &d.tcp, (struct sockaddr *)&sa, deaf_connected), 0);
+  deaf_start(&d, port_of(v.addr), pay, size, 40);
   WAIT(d.connected != 0 && mrpc_server_conn_count(v.s) == 1);
   saw_conn = mrpc_server_conn_count(v.s) == 1;
   CHECK(saw_conn);
@@ -295,33 +300,16 @@ static void on_shut(mrpc_server_t *s, void *flag) {
 static void test_shutdown_writes_replies_first(void) {
   srv_t v;
   deaf_t d;
-  mrpc_frame_t f;
-  struct sockaddr_in sa;
   size_t size = 1024 * 1024, frame_len = 16 + 8 + 8 + 4 + 4 + size;
   char *pay = malloc(size);
-  int i, shut = 0;
+  int shut = 0;
 
   begin();
   memset(pay, 's', size);
-  memset(&d, 0, sizeof d);
   deaf_got = 0;
   deaf_eof = 0;
   srv_start(&v, NULL, "127.0.0.1:0");
-  memset(&f, 0, sizeof f);
-  f.serialize = MRPC_SERIALIZE_NONE << 4;
-  f.path = f.method = "Echo";
-  f.path_len = f.method_len = 4;
-  f.payload = pay;
-  f.payload_len = size;
-  for (i = 0; i < 8; i++) {
-    f.seq = (uint64_t)i;
-    CHECK_EQ_INT(mrpc_frame_encode(&d.out, &f), 0);
-  }
-  uv_tcp_init(&loop, &d.tcp);
-  d.tcp.data = &d;
-  d.creq.data = &d;
-  uv_ip4_addr("127.0.0.1", port_of(v.addr), &sa);
-  CHECK_EQ_INT(uv_tcp_connect(&d.creq, &d.tcp, (struct sockaddr *)&sa, deaf_connected), 0);
+  deaf_start(&d, port_of(v.addr), pay, size, 8);
   WAIT(H.echo == 8);
   CHECK_EQ_INT(H.echo, 8);
   CHECK_EQ_INT(mrpc_server_shutdown(v.s, 3000, on_shut, &shut), 0);
