@@ -3,7 +3,8 @@
  * libmoonrpc speaks the rpcx wire protocol (version 0) on a libuv loop that
  * its host owns: a pure frame codec (moonrpc/frame.h), a server
  * (moonrpc/server.h), a client connection (moonrpc/client.h) and rpcx's
- * selectors (moonrpc/selector.h). Errors are
+ * selectors (moonrpc/selector.h) and the service registry
+ * (moonrpc/registry.h). Errors are
  * 0 or a negative code (moonrpc/common.h). Nothing here includes Lua. */
 #ifndef MOONRPC_H
 #define MOONRPC_H
@@ -13,6 +14,7 @@
 #include "moonrpc/server.h"
 #include "moonrpc/client.h"
 #include "moonrpc/selector.h"
+#include "moonrpc/registry.h"
 
 #define MOONRPC_VERSION "0.1.0"
 
