@@ -12,6 +12,7 @@ local errors = require "moonrpc.errors"
 local server = require "moonrpc.server"
 local xclient = require "moonrpc.xclient"
 local discovery = require "moonrpc.discovery"
+local registry = require "moonrpc.registry"
 
 local M = {
   _VERSION = core.version,
@@ -25,6 +26,8 @@ local M = {
   multiple_servers = discovery.multiple_servers,
   xclient = xclient.new,
   parse_meta = discovery.parse_meta,
+  registry = registry.open,
+  registry_discovery = registry.discovery,
   run = sched.run,
   stop = sched.stop,
   spawn = sched.spawn,

@@ -11,12 +11,12 @@ local completions_seen, duplicates = {}, {}
 local set_dispatchers = core.set_dispatchers
 do
   local set = set_dispatchers
-  core.set_dispatchers = function(on_req, on_done, on_timer, on_push)
+  core.set_dispatchers = function(on_req, on_done, on_timer, on_push, ...)
     return set(on_req, function(id, ...)
       completions_seen[id] = (completions_seen[id] or 0) + 1
       if completions_seen[id] > 1 then duplicates[#duplicates + 1] = id end
       return on_done(id, ...)
-    end, on_timer, on_push)
+    end, on_timer, on_push, ...)
   end
 end
 local moonrpc = require "moonrpc"

@@ -12,7 +12,7 @@ if(MRPC_SANITIZE_TESTS)
   add_library(moonrpc_obj_asan OBJECT ${MRPC_CORE_SOURCES})
   target_include_directories(moonrpc_obj_asan PUBLIC ${MRPC_CORE_INCLUDE})
   target_compile_options(moonrpc_obj_asan PRIVATE ${MRPC_SAN_FLAGS})
-  target_link_libraries(moonrpc_obj_asan PUBLIC PkgConfig::UV PkgConfig::ZLIB m)
+  target_link_libraries(moonrpc_obj_asan PUBLIC ${MRPC_CORE_DEPS})
 endif()
 
 function(mrpc_c_test name)
@@ -26,7 +26,7 @@ function(mrpc_c_test name)
     target_include_directories(${name}_asan PRIVATE ${MRPC_CORE_INCLUDE})
     target_compile_options(${name}_asan PRIVATE ${MRPC_SAN_FLAGS})
     target_link_options(${name}_asan PRIVATE ${MRPC_SAN_FLAGS})
-    target_link_libraries(${name}_asan PRIVATE PkgConfig::UV PkgConfig::ZLIB PkgConfig::CJSON m)
+    target_link_libraries(${name}_asan PRIVATE ${MRPC_CORE_DEPS})
     add_test(NAME ${name}_asan COMMAND ${name}_asan ${MRPC_VECTORS})
     set_tests_properties(${name}_asan PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180
       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
@@ -61,7 +61,7 @@ if(MRPC_BUILD_LUA)
     target_compile_options(moonrpc_lua_asan PRIVATE ${MRPC_SAN_FLAGS})
     target_link_options(moonrpc_lua_asan PRIVATE ${MRPC_SAN_FLAGS})
     target_link_libraries(moonrpc_lua_asan PRIVATE PkgConfig::LUA PkgConfig::MSGPACK
-      PkgConfig::CJSON PkgConfig::UV PkgConfig::ZLIB)
+      ${MRPC_CORE_DEPS})
     set_target_properties(moonrpc_lua_asan PROPERTIES PREFIX "" OUTPUT_NAME core
       LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib-asan/moonrpc)
     execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
@@ -91,4 +91,24 @@ endif()
 if(MRPC_BUILD_LUA)
   add_test(NAME bench_smoke COMMAND ${CMAKE_SOURCE_DIR}/spec/bench_smoke.sh ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
   set_tests_properties(bench_smoke PROPERTIES TIMEOUT 120)
+endif()
+
+# Real etcd and Redis servers for the registry tests (spec/etcd.cmake,
+# spec/redis.cmake): ctest fixtures start them on loopback with temporary
+# data directories and stop them by PID.
+foreach(part etcd redis)
+  if(EXISTS ${CMAKE_SOURCE_DIR}/spec/${part}.cmake)
+    include(${CMAKE_SOURCE_DIR}/spec/${part}.cmake)
+  endif()
+endforeach()
+
+# The Lua registry spec needs both servers.
+if(MRPC_BUILD_LUA AND TEST lua_registry_spec AND TEST etcd_start AND TEST redis_start)
+  foreach(t lua_registry_spec lua_registry_spec_asan)
+    if(TEST ${t})
+      set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
+      set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
+        "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
+    endif()
+  endforeach()
 endif()

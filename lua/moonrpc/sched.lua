@@ -203,6 +203,19 @@ function M.forget(id)
   completions[id] = nil
 end
 
+local listeners = {} -- id -> function(...), for repeating C events
+
+--- Registers `fn(...)` under a new id for repeating C events (a watch).
+function M.listen(fn)
+  local id = M.id()
+  listeners[id] = fn
+  return id
+end
+
+function M.unlisten(id)
+  listeners[id] = nil
+end
+
 -- ---- the dispatchers C calls -----------------------------------------------------
 
 M.request_handler = nil -- set by moonrpc.server: function(handler, req, args)
@@ -226,6 +239,10 @@ core.set_dispatchers(
   end,
   function(client_id, service, method, value, meta) -- a server push
     if M.push_handler then M.push_handler(client_id, service, method, value, meta) end
+  end,
+  function(id, ...) -- a repeating event
+    local fn = listeners[id]
+    if fn then fn(...) end
   end)
 
 --- Runs the loop until `stop()` is called or nothing is left to do.

@@ -16,6 +16,7 @@
 local core = require "moonrpc.core"
 local sched = require "moonrpc.sched"
 local errors = require "moonrpc.errors"
+local registry = require "moonrpc.registry"
 
 local M = {}
 
@@ -110,14 +111,39 @@ Server.__index = Server
 Server.__name = "moonrpc.server"
 
 --- Creates a server. `opts`: the named limits (max_frame, max_meta_pairs,
--- max_meta_bytes, max_decompressed, max_depth, max_conns, max_write_queue).
+-- max_meta_bytes, max_decompressed, max_depth, max_conns, max_write_queue),
+-- and for self-registration `registry` (a moonrpc.registry or its URL),
+-- `ttl` (seconds, default 10) and `advertise` (the address to register,
+-- default the address served).
 function M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'server' (table expected)", 2)
   end
-  local s = setmetatable({ services = {}, opts = opts or {} }, Server)
+  local s = setmetatable({ services = {}, opts = opts or {}, registered = {} }, Server)
+  s.registry = registry.resolve(s.opts.registry)
   s.core = core.server_new(opts)
   return s
+end
+
+-- Registers `name` at every address served (self-registration). Returns
+-- true, or nil and the first error (serving goes on: the registry retries).
+function Server:_announce(name)
+  if not self.registry then return true end
+  local svc, first_err = self.services[name], nil
+  for _, addr in ipairs(self.announced or {}) do
+    local ok, err = self.registry:register(name, addr, svc.metadata, self.opts.ttl or 10)
+    if ok then self.registered[#self.registered + 1] = { name, addr }
+    else first_err = first_err or err end
+  end
+  if first_err then return nil, first_err end
+  return true
+end
+
+-- Removes every registration (before a shutdown drains).
+function Server:_withdraw()
+  if not self.registry then return end
+  for _, r in ipairs(self.registered) do self.registry:unregister(r[1], r[2]) end
+  self.registered = {}
 end
 
 --- Registers `handlers` (a table of functions) as service `name`, with
@@ -143,6 +169,7 @@ function Server:register(name, handlers, metadata)
   if #methods == 0 then error("register: '" .. name .. "' has no functions", 2) end
   table.sort(methods)
   self.services[name] = { methods = methods, metadata = metadata or "" }
+  if self.announced then self:_announce(name) end -- already serving
   return self
 end
 
@@ -154,7 +181,10 @@ end
 
 --- Listens: `serve("tcp", "127.0.0.1:8972")`, `serve("unix", path)`, or
 -- one rpcx address `serve("tcp@127.0.0.1:0")`. Returns the bound address
--- ("tcp@127.0.0.1:40001"), or nil, err.
+-- ("tcp@127.0.0.1:40001"), or nil, err. With `opts.registry`, every
+-- service is registered as soon as the listener is ready, and serve returns
+-- once that is done (a registry error is the third value; the registry
+-- keeps retrying).
 function Server:serve(network, address)
   if address == nil and type(network) == "string" then
     network, address = network:match("^(%w+)@(.+)$")
@@ -165,6 +195,21 @@ function Server:serve(network, address)
   end
   local addr, code, msg = self.core:listen(network, address)
   if not addr then return nil, errors.new(code, msg .. ": " .. network .. "@" .. address) end
+  if self.registry then
+    self.announced = self.announced or {}
+    self.announced[#self.announced + 1] = self.opts.advertise or addr
+    local names, reg_err = {}, nil
+    for name in pairs(self.services) do names[#names + 1] = name end
+    table.sort(names)
+    local saved = self.announced
+    self.announced = { saved[#saved] } -- register only the new address
+    for _, name in ipairs(names) do
+      local ok, err = self:_announce(name)
+      if not ok then reg_err = reg_err or err end
+    end
+    self.announced = saved
+    return addr, nil, reg_err
+  end
   return addr
 end
 
@@ -197,6 +242,7 @@ end
 -- coroutine; runs the loop at top level.
 function Server:shutdown(timeout)
   timeout = timeout or 10
+  self:_withdraw() -- clients stop choosing us before we stop answering
   local f = sched.future()
   local id = sched.expect(function() f:set() end)
   local ok, code, msg = self.core:shutdown(timeout * 1000, id)

@@ -42,6 +42,7 @@ static lmrpc_ctx_t *ctx_get(lua_State *L, uv_loop_t *loop) {
   ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
   memset(ctx, 0, sizeof *ctx);
   ctx->ref_request = ctx->ref_complete = ctx->ref_timer = ctx->ref_push = LUA_NOREF;
+  ctx->ref_event = LUA_NOREF;
   lua_newtable(L);
   lua_pushcfunction(L, ctx_gc);
   lua_setfield(L, -2, "__gc");
@@ -249,17 +250,18 @@ static int lmrpc_loop_use(lua_State *L) {
   return 0;
 }
 
-/* set_dispatchers(request, complete, timer, push): the Lua functions that
- * the C callbacks call. */
+/* set_dispatchers(request, complete, timer, push, event): the Lua
+ * functions that the C callbacks call. */
 static int lmrpc_set_dispatchers(lua_State *L) {
   lmrpc_ctx_t *ctx = lmrpc_ctx(L);
-  int *refs[4];
+  int *refs[5];
   int i;
   refs[0] = &ctx->ref_request;
   refs[1] = &ctx->ref_complete;
   refs[2] = &ctx->ref_timer;
   refs[3] = &ctx->ref_push;
-  for (i = 0; i < 4; i++) {
+  refs[4] = &ctx->ref_event;
+  for (i = 0; i < 5; i++) {
     luaL_checktype(L, i + 1, LUA_TFUNCTION);
     luaL_unref(L, LUA_REGISTRYINDEX, *refs[i]);
     lua_pushvalue(L, i + 1);
@@ -382,6 +384,7 @@ int luaopen_moonrpc_core(lua_State *L) {
   lmrpc_server_open(L);
   lmrpc_client_open(L);
   lmrpc_selector_open(L);
+  lmrpc_registry_open_lib(L);
   lua_newtable(L); /* the named limits and their defaults */
   set_int(L, "max_frame", MRPC_DEFAULT_MAX_FRAME);
   set_int(L, "max_meta_pairs", MRPC_DEFAULT_MAX_META_PAIRS);

@@ -29,6 +29,7 @@ typedef struct lmrpc_ctx_s {
   int ref_complete;      /* Lua: complete(id, code, msg, value, meta) */
   int ref_timer;         /* Lua: fire(id) */
   int ref_push;          /* Lua: push(client_id, service, method, value, meta) */
+  int ref_event;         /* Lua: event(id, ...) for repeating callbacks (watches) */
   mrpc_buf_t enc;        /* reused encode buffer */
   struct lmrpc_pcall_s *free_calls;
 } lmrpc_ctx_t;
@@ -76,5 +77,6 @@ void lmrpc_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 void lmrpc_server_open(lua_State *L);
 void lmrpc_client_open(lua_State *L);
 void lmrpc_selector_open(lua_State *L);
+void lmrpc_registry_open_lib(lua_State *L);
 
 #endif
