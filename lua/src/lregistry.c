@@ -42,10 +42,13 @@ static void push_list(lua_State *L, const mrpc_reg_entry_t *list, size_t n) {
   }
 }
 
-static void on_done(int status, void *udata) {
-  lop_t *op = udata;
+/* Completes operation `op` (and frees it): the completion dispatcher gets
+ * (id, code, message) on failure, else (id, nil, nil [, list]). */
+static void complete(lop_t *op, int status, const mrpc_reg_entry_t *list, size_t n,
+                     int with_list) {
   lmrpc_ctx_t *ctx = op->ctx;
   lua_State *L = lmrpc_begin(ctx, ctx->ref_complete);
+  int nargs = 3;
   lua_pushinteger(L, op->id);
   free(op);
   if (status < 0) {
@@ -54,26 +57,18 @@ static void on_done(int status, void *udata) {
   } else {
     lua_pushnil(L);
     lua_pushnil(L);
+    if (with_list) {
+      push_list(L, list, n);
+      nargs = 4;
+    }
   }
-  lmrpc_callback(ctx, L, 3);
+  lmrpc_callback(ctx, L, nargs);
 }
 
+static void on_done(int status, void *udata) { complete(udata, status, NULL, 0, 0); }
+
 static void on_list(int status, const mrpc_reg_entry_t *list, size_t n, void *udata) {
-  lop_t *op = udata;
-  lmrpc_ctx_t *ctx = op->ctx;
-  lua_State *L = lmrpc_begin(ctx, ctx->ref_complete);
-  lua_pushinteger(L, op->id);
-  free(op);
-  if (status < 0) {
-    lua_pushstring(L, mrpc_err_name(status));
-    lua_pushstring(L, mrpc_strerror(status));
-    lmrpc_callback(ctx, L, 3);
-    return;
-  }
-  lua_pushnil(L);
-  lua_pushnil(L);
-  push_list(L, list, n);
-  lmrpc_callback(ctx, L, 4);
+  complete(udata, status, list, n, 1);
 }
 
 static void on_watch(int status, const mrpc_reg_entry_t *list, size_t n, void *udata) {
