@@ -17,56 +17,7 @@
 
 #include "moonrpc/registry.h"
 #include "check.h"
-
-/* ---- the loop, waits and the watchdog ----------------------------------- */
-
-static uv_loop_t loop;
-static uv_timer_t watchdog, sleeper;
-static int wd_fired, slept;
-
-static void on_watchdog(uv_timer_t *t) {
-  wd_fired = 1;
-  uv_stop(t->loop);
-}
-
-static int wait_step(void) {
-  if (wd_fired) return 0;
-  return uv_run(&loop, UV_RUN_ONCE) != 0 || uv_loop_alive(&loop);
-}
-
-static void wait_end(int ok, uint64_t ms, const char *what, int line) {
-  uv_timer_stop(&watchdog);
-  if (!ok) {
-    fprintf(stderr, "    line %d: %s waiting %llu ms for: %s\n", line,
-            wd_fired ? "timed out" : "loop went idle", (unsigned long long)ms, what);
-    cur_failed = 1;
-  }
-}
-
-/* Runs the loop until `cond` holds, or fails the scenario after `ms`. */
-#define WAITT(cond, ms)                                                     \
-  do {                                                                      \
-    wd_fired = 0;                                                           \
-    uv_timer_start(&watchdog, on_watchdog, (ms), 0);                        \
-    while (!(cond) && wait_step()) {                                        \
-    }                                                                       \
-    wait_end((cond), (ms), #cond, __LINE__);                                \
-  } while (0)
-#define WAIT(cond) WAITT(cond, 3000)
-
-static void on_sleep(uv_timer_t *t) { slept = 1; }
-
-static void sleep_ms(uint64_t ms) {
-  slept = 0;
-  uv_timer_start(&sleeper, on_sleep, ms, 0);
-  WAITT(slept, ms + 3000);
-}
-
-static void count_handle(uv_handle_t *h, void *arg) {
-  if (h == (uv_handle_t *)&watchdog || h == (uv_handle_t *)&sleeper) return;
-  fprintf(stderr, "    leaked handle: %s\n", uv_handle_type_name(h->type));
-  (*(int *)arg)++;
-}
+#include "loop_harness.h"
 
 /* ---- records --------------------------------------------------------------- */
 
@@ -252,11 +203,7 @@ int main(int argc, char **argv) {
   snprintf(base, sizeof base, "moonrpc_test_%d", (int)getpid());
   snprintf(url, sizeof url, "etcd://%s/%s", addr, base);
 
-  signal(SIGPIPE, SIG_IGN);
-  uv_loop_init(&loop);
-  uv_timer_init(&loop, &watchdog);
-  uv_unref((uv_handle_t *)&watchdog);
-  uv_timer_init(&loop, &sleeper);
+  harness_start();
 
   /* 1 */
   CHECK_EQ_INT(mrpc_registry_open(&loop, "etcd://127.0.0.1/x", &bad), MRPC_EADDR);
@@ -450,16 +397,7 @@ int main(int argc, char **argv) {
   }
   report("etcd down: register and list report an error, close still works");
 
-  /* 13 */
-  {
-    int left = 0;
-    uv_close((uv_handle_t *)&watchdog, NULL);
-    uv_close((uv_handle_t *)&sleeper, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_walk(&loop, count_handle, &left);
-    CHECK_EQ_INT(left, 0);
-    CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  }
-  report("the loop closes: no handle left behind");
-  return finish();
+  /* 13: no handle left behind (drain), then the loop closes */
+  drain();
+  return harness_finish();
 }

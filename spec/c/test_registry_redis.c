@@ -21,47 +21,7 @@
 
 #include "moonrpc.h"
 #include "check.h"
-
-static uv_loop_t loop;
-static uv_timer_t watchdog, sleeper;
-static int wd_fired, slept;
-
-static void on_watchdog(uv_timer_t *t) {
-  wd_fired = 1;
-  uv_stop(t->loop);
-}
-
-static int wait_step(void) {
-  if (wd_fired) return 0;
-  return uv_run(&loop, UV_RUN_ONCE) != 0 || uv_loop_alive(&loop);
-}
-
-/* Runs the loop until `cond` holds, or fails the scenario after `ms`. */
-#define WAITT(cond, ms)                                                     \
-  do {                                                                      \
-    wd_fired = 0;                                                           \
-    uv_timer_start(&watchdog, on_watchdog, (ms), 0);                        \
-    while (!(cond) && wait_step()) {                                        \
-    }                                                                       \
-    uv_timer_stop(&watchdog);                                               \
-    if (!(cond)) {                                                          \
-      fprintf(stderr, "    %s:%d: %s waiting for: %s\n", __FILE__,         \
-              __LINE__, wd_fired ? "timed out" : "loop went idle", #cond);  \
-      cur_failed = 1;                                                       \
-    }                                                                       \
-  } while (0)
-#define WAIT(cond) WAITT(cond, 3000)
-
-static void on_sleep(uv_timer_t *t) {
-  (void)t;
-  slept = 1;
-}
-
-static void sleep_ms(uint64_t ms) {
-  slept = 0;
-  uv_timer_start(&sleeper, on_sleep, ms, 0);
-  WAITT(slept, ms + 3000);
-}
+#include "loop_harness.h"
 
 /* ---- records ------------------------------------------------------------ */
 
@@ -460,11 +420,7 @@ int main(int argc, char **argv) {
   snprintf(base, sizeof base, "moonrpc_test_%d", (int)getpid());
   snprintf(url, sizeof url, "redis://%s/%s", addr, base);
 
-  signal(SIGPIPE, SIG_IGN);
-  CHECK_EQ_INT(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &watchdog);
-  uv_unref((uv_handle_t *)&watchdog);
-  uv_timer_init(&loop, &sleeper);
+  harness_start();
 
   t_bad_url();
   t_register_list();
@@ -481,10 +437,6 @@ int main(int argc, char **argv) {
 
   if (r1) reg_close(r1);
   if (r2) reg_close(r2);
-  uv_close((uv_handle_t *)&watchdog, NULL);
-  uv_close((uv_handle_t *)&sleeper, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  report("the loop closes: no handle left behind");
-  return finish();
+  drain();
+  return harness_finish();
 }

@@ -6,18 +6,19 @@
  *
  *   - CHECK, CHECK_EQ_INT, CHECK_BUF and report(): the assertions and the
  *     "ok N - name" lines; n_pass/n_fail for the final summary;
- *   - the loop, WAIT(cond) with a 3 s watchdog (a wait fails instead of
- *     hanging), sleep_ms(), and drain(): run the loop until idle, then
- *     uv_walk it to check that no handle is left behind;
+ *   - from loop_harness.h: the loop, WAIT(cond) with a 3 s watchdog (a
+ *     wait fails instead of hanging), sleep_ms(), drain() (run the loop
+ *     until idle, then uv_walk it to check that no handle is left behind),
+ *     and harness_start()/harness_finish();
  *   - call records (rec_t, on_call): every callback invocation is counted,
  *     so "exactly once" is checked, not assumed; a record can also close,
  *     cancel or call again from inside its callback;
  *   - the Echo service's handlers (Echo, Hold, Later, Fail, Kill) and what
  *     they saw (H); srv_start/srv_close and cli_new/cli_close.
  *
- * Each program owns main(): it ignores SIGPIPE, initialises `loop` and the
- * two harness timers, runs its scenarios, then closes the timers, checks
- * that uv_loop_close() succeeds and prints "N passed, N failed".
+ * Each program owns main(): harness_start() (SIGPIPE ignored, `loop` and
+ * the two harness timers), its scenarios, then harness_finish() (the timers
+ * closed, uv_loop_close() checked, "N passed, N failed" printed).
  *
  * Everything here is static (one copy per program); functions are static
  * inline so that one a program does not use draws no warning. */
@@ -36,6 +37,7 @@
 /* ---- a tiny test harness ------------------------------------------------ */
 
 #include "check.h"
+#include "loop_harness.h"
 
 /* A byte buffer equals a C string. */
 #define CHECK_BUF(buf, str)                                                 \
@@ -50,86 +52,6 @@
     }                                                                       \
   } while (0)
 
-
-/* ---- the loop, waits and the watchdog ----------------------------------- */
-
-static uv_loop_t loop;
-static uv_timer_t watchdog; /* unreferenced: never keeps the loop alive */
-static uv_timer_t sleeper;
-static int wd_fired;
-
-static inline void on_watchdog(uv_timer_t *t) {
-  wd_fired = 1;
-  uv_stop(t->loop);
-}
-
-static inline void wait_begin(void) {
-  wd_fired = 0;
-  uv_timer_start(&watchdog, on_watchdog, 3000, 0);
-}
-
-/* One loop turn; 0 once waiting longer is pointless (watchdog fired, or
- * nothing is left on the loop that could make the condition true). */
-static inline int wait_step(void) {
-  if (wd_fired) return 0;
-  return uv_run(&loop, UV_RUN_ONCE) != 0 || uv_loop_alive(&loop);
-}
-
-static inline void wait_end(int ok, const char *what, const char *file,
-                            int line) {
-  uv_timer_stop(&watchdog);
-  if (!ok) {
-    fprintf(stderr, "    %s:%d: %s waiting for: %s\n", file, line,
-            wd_fired ? "timed out (3 s)" : "loop went idle", what);
-    cur_failed = 1;
-  }
-}
-
-/* Runs the loop until `cond` holds, or fails the scenario after 3 s. */
-#define WAIT(cond)                                                          \
-  do {                                                                      \
-    wait_begin();                                                           \
-    while (!(cond) && wait_step()) {                                        \
-    }                                                                       \
-    wait_end((cond), #cond, __FILE__, __LINE__);                            \
-  } while (0)
-
-static int slept;
-static inline void on_sleep(uv_timer_t *t) {
-  (void)t;
-  slept = 1;
-}
-
-/* Runs the loop for `ms` milliseconds. */
-static inline void sleep_ms(uint64_t ms) {
-  slept = 0;
-  uv_timer_start(&sleeper, on_sleep, ms, 0);
-  WAIT(slept);
-}
-
-static inline void count_handle(uv_handle_t *h, void *arg) {
-  if (h == (uv_handle_t *)&watchdog || h == (uv_handle_t *)&sleeper) return;
-  fprintf(stderr, "    leaked handle: %s (active %d, closing %d)\n",
-          uv_handle_type_name(h->type), uv_is_active(h), uv_is_closing(h));
-  (*(int *)arg)++;
-}
-
-/* Runs the loop until nothing is left to do, then checks that every handle
- * but the harness's own two is gone. */
-static inline void drain(void) {
-  int n = 0;
-
-  wd_fired = 0;
-  uv_timer_start(&watchdog, on_watchdog, 3000, 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_timer_stop(&watchdog);
-  if (wd_fired) {
-    fprintf(stderr, "    loop still busy after 3 s while draining\n");
-    cur_failed = 1;
-  }
-  uv_walk(&loop, count_handle, &n);
-  CHECK_EQ_INT(n, 0);
-}
 
 /* ---- call records ------------------------------------------------------- */
 
@@ -422,27 +344,6 @@ static inline void cli_close(mrpc_client_t *c) {
 static inline void begin(void) {
   memset(&H, 0, sizeof H);
   order_seq = 0;
-}
-
-/* Every test program's start: SIGPIPE ignored (as any libuv host must),
- * the loop and its two timers. */
-static inline void harness_start(void) {
-  signal(SIGPIPE, SIG_IGN);
-  CHECK_EQ_INT(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &watchdog);
-  uv_unref((uv_handle_t *)&watchdog);
-  uv_timer_init(&loop, &sleeper);
-}
-
-/* Every test program's end: the loop must close with no handle left.
- * Returns the exit status. */
-static inline int harness_finish(void) {
-  uv_close((uv_handle_t *)&watchdog, NULL);
-  uv_close((uv_handle_t *)&sleeper, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  report("the loop closes: no handle left behind");
-  return finish();
 }
 
 #endif /* MRPC_SPEC_TRANSPORT_HARNESS_H */
