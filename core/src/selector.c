@@ -90,15 +90,21 @@ static void free_list(server_t *srv, size_t n) {
   free(srv);
 }
 
-void mrpc_selector_free(mrpc_selector_t *s) {
-  if (s == NULL)
-    return;
+/* Frees what the current server list owns (servers, their views, the
+ * hash ring); the caller replaces or drops the pointers. */
+static void free_owned(mrpc_selector_t *s) {
   free_list(s->srv, s->n);
   free(s->sorted);
   free(s->infos);
   free(s->scratch);
   free(s->slots);
   mrpc__ring_free(&s->ring);
+}
+
+void mrpc_selector_free(mrpc_selector_t *s) {
+  if (s == NULL)
+    return;
+  free_owned(s);
   free(s);
 }
 
@@ -244,12 +250,7 @@ int mrpc_selector_update(mrpc_selector_t *s, const mrpc_server_info_t *list,
                          m, &ring) < 0)
     goto fail;
 
-  free_list(s->srv, s->n);
-  free(s->sorted);
-  free(s->infos);
-  free(s->scratch);
-  free(s->slots);
-  mrpc__ring_free(&s->ring);
+  free_owned(s);
   s->srv = ns;
   s->n = m;
   s->sorted = sorted;
