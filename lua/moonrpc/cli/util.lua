@@ -1,0 +1,93 @@
+-- moonrpc.cli.util: what the subcommands of the `moonrpc` command share:
+-- option parsing, exit with a message, finding the C tools, rendering
+-- values. `here` and `root` are set by the command script.
+local M = { here = ".", root = ".." }
+
+function M.die(code, ...)
+  io.stderr:write("moonrpc: ", ...)
+  io.stderr:write("\n")
+  os.exit(code)
+end
+
+-- Parses "--name value" options; returns options and positional args.
+function M.getopts(args, flags)
+  local opts, pos, i = {}, {}, 1
+  while i <= #args do
+    local a = args[i]
+    local name = a:match("^%-%-([%w-]+)$")
+    if name and flags[name] == "value" then
+      if not args[i + 1] then M.die(2, "option --", name, " needs a value") end
+      opts[name] = args[i + 1]
+      i = i + 2
+    elseif name and flags[name] == "flag" then
+      opts[name] = true
+      i = i + 1
+    elseif name then
+      M.die(2, "unknown option --", name)
+    else
+      pos[#pos + 1] = a
+      i = i + 1
+    end
+  end
+  return opts, pos
+end
+
+function M.find_exe(name)
+  local candidates = {
+    (os.getenv("MOONRPC_BUILD") or (M.root .. "/build")) .. "/" .. name,
+    M.here .. "/" .. name,
+  }
+  for _, p in ipairs(candidates) do
+    local f = io.open(p)
+    if f then f:close(); return p end
+  end
+  return name -- on PATH
+end
+
+function M.exec(exe, args)
+  local core = require "moonrpc.core"
+  local _, _, msg = core.exec(exe, args)
+  M.die(3, msg)
+end
+
+-- Renders a Lua value as a literal, nested tables indented.
+function M.render(v, indent, seen)
+  indent, seen = indent or "", seen or {}
+  local moonrpc = require "moonrpc"
+  if v == moonrpc.null then return "moonrpc.null" end
+  if type(v) == "string" then return string.format("%q", v) end
+  if type(v) ~= "table" then return tostring(v) end
+  if seen[v] then return "<cycle>" end
+  seen[v] = true
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  if #keys == 0 then return "{}" end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) < type(b)
+  end)
+  local inner, out = indent .. "  ", {}
+  for _, k in ipairs(keys) do
+    local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or ("[" .. M.render(k) .. "]")
+    out[#out + 1] = inner .. key .. " = " .. M.render(v[k], inner, seen)
+  end
+  return "{\n" .. table.concat(out, ",\n") .. "\n" .. indent .. "}"
+end
+
+function M.parse_args(s)
+  if s == nil then return nil end
+  local moonrpc = require "moonrpc"
+  local first = s:match("^%s*(.)")
+  if first == "{" or first == "[" or first == "\"" then
+    local v = moonrpc.decode(s, "json")
+    if v ~= nil then return v end
+  end
+  local chunk, err = load("return " .. s, "=args", "t", { moonrpc = moonrpc, null = moonrpc.null })
+  if not chunk then M.die(2, "cannot parse arguments: ", err) end
+  local ok, v = pcall(chunk)
+  if not ok then M.die(2, "cannot evaluate arguments: ", v) end
+  return v
+end
+
+
+return M
