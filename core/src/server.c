@@ -40,12 +40,14 @@ typedef struct listener_s {
   char addr[300];
 } listener_t;
 
-typedef struct conn_s {
+typedef struct mrpc_conn_s {
   mrpc__stream_t st; /* first: the stream's handle is the conn's */
   mrpc_server_t *srv;
-  struct conn_s *prev, *next;
-  int refs;   /* 1 while the handle is open, +1 per request held */
+  struct mrpc_conn_s *prev, *next;
+  int refs;   /* 1 while the handle is open, +1 per request or hold */
   int closed; /* the handle's close callback has run */
+  int foreign; /* handed to the foreign hook: not rpcx */
+  void *data;  /* the host's, see mrpc_conn_set_data */
   char peer[80]; /* the peer address, looked up on first use */
 } conn_t;
 
@@ -81,6 +83,11 @@ struct mrpc_server_s {
   uint64_t shutdown_timeout;
   mrpc_server_cb shutdown_cb, close_cb;
   void *shutdown_udata, *close_udata;
+  mrpc_handler_fn fallback;   /* requests for services not registered */
+  void *fallback_udata;
+  mrpc_foreign_fn foreign;    /* connections that do not speak rpcx */
+  void *foreign_udata;
+  uint64_t push_seq;
 };
 
 static void server_unref(mrpc_server_t *s);
@@ -350,6 +357,9 @@ static int check_auth(mrpc_server_t *s, conn_t *c, mrpc_req_t *r) {
   return -1;
 }
 
+static int run_handler(mrpc_server_t *s, conn_t *c, mrpc_req_t *r,
+                       mrpc_handler_fn fn, void *udata);
+
 static int on_frame(mrpc__stream_t *st, mrpc_frame_t *f) {
   conn_t *c = st->owner;
   mrpc_server_t *s = c->srv;
@@ -358,7 +368,6 @@ static int on_frame(mrpc__stream_t *st, mrpc_frame_t *f) {
   mrpc_req_t *r;
   char msg[300];
   int ser;
-  unsigned gen;
 
   if (mrpc_frame_is_heartbeat(f)) {
     echo_heartbeat(c, f);
@@ -375,6 +384,11 @@ static int on_frame(mrpc__stream_t *st, mrpc_frame_t *f) {
     return 1;
   }
   v = find_service(s, f->path, f->path_len);
+  if (!v && s->fallback) {
+    r->timeout = parse_timeout(f);
+    if (r->timeout) r->deadline = uv_now(s->loop) + r->timeout;
+    return run_handler(s, c, r, s->fallback, s->fallback_udata);
+  }
   if (!v) {
     snprintf(msg, sizeof msg, "rpcx: can't find service %.*s",
              (int)f->path_len, f->path);
@@ -397,8 +411,14 @@ static int on_frame(mrpc__stream_t *st, mrpc_frame_t *f) {
   }
   r->timeout = parse_timeout(f);
   if (r->timeout) r->deadline = uv_now(s->loop) + r->timeout;
-  gen = r->gen;
-  m->fn(r, m->udata);
+  return run_handler(s, c, r, m->fn, m->udata);
+}
+
+/* Calls the handler; a request it keeps gets its own copy of the bytes. */
+static int run_handler(mrpc_server_t *s, conn_t *c, mrpc_req_t *r,
+                       mrpc_handler_fn fn, void *udata) {
+  unsigned gen = r->gen;
+  fn(r, udata);
   /* Still held by the handler: give it its own copy of the bytes. Without
    * memory for that, the request stays the handler's (it must still answer
    * it) but loses its bytes, and the connection is closed, so the answer
@@ -443,9 +463,25 @@ static void conn_on_closed(mrpc__stream_t *st) {
   mrpc_server_t *s = c->srv;
   c->closed = 1;
   s->open_conns--;
+  if (c->foreign && s->foreign) s->foreign(c, NULL, 0, s->foreign_udata);
   if (s->flushing && s->open_conns == 0) shutdown_done(s);
   conn_unref(c);
   server_unref(s);
+}
+
+/* The first read of a connection when a foreign hook is set: rpcx frames
+ * begin with the magic byte; anything else goes to the hook from now on. */
+static int conn_sniff(mrpc__stream_t *st, const char *data, size_t len) {
+  conn_t *c = st->owner;
+  mrpc_server_t *s = c->srv;
+  if (!c->foreign && (len == 0 || (unsigned char)data[0] == MRPC_MAGIC)) return 1;
+  if (!s->foreign || s->closing) {
+    mrpc__stream_close(st);
+    return 0;
+  }
+  c->foreign = 1;
+  s->foreign(c, data, len, s->foreign_udata);
+  return 0;
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -462,6 +498,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->st.on_frame = on_frame;
   c->st.on_error = conn_on_error;
   c->st.on_closed = conn_on_closed;
+  if (s->foreign) c->st.on_raw = conn_sniff;
   c->srv = s;
   c->refs = 1;
   c->next = s->conns;
@@ -483,6 +520,77 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   if (!l->is_pipe) uv_tcp_nodelay(&c->st.u.tcp, 1);
   if (mrpc__stream_start(&c->st) < 0) mrpc__stream_close(&c->st);
+}
+
+/* ---- connections, for hosts ------------------------------------------------ */
+
+mrpc_conn_t *mrpc_req_conn(const mrpc_req_t *r) { return r->conn; }
+
+void mrpc_conn_hold(mrpc_conn_t *c) {
+  c->refs++;
+  c->srv->live++;
+}
+
+void mrpc_conn_release(mrpc_conn_t *c) {
+  mrpc_server_t *s = c->srv;
+  conn_unref(c);
+  server_unref(s);
+}
+
+int mrpc_conn_is_open(const mrpc_conn_t *c) {
+  return !c->closed && !c->st.closing && !c->st.failed;
+}
+
+void mrpc_conn_set_data(mrpc_conn_t *c, void *data) { c->data = data; }
+void *mrpc_conn_get_data(const mrpc_conn_t *c) { return c->data; }
+mrpc_server_t *mrpc_conn_server(const mrpc_conn_t *c) { return c->srv; }
+
+int mrpc_conn_peer(mrpc_conn_t *c, char *buf, size_t len) {
+  int rc;
+  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
+  if (!c->peer[0] && (rc = mrpc__stream_peer(&c->st, c->peer, sizeof c->peer)) < 0)
+    return rc;
+  if (strlen(c->peer) >= len) return UV_ENOBUFS;
+  strcpy(buf, c->peer);
+  return 0;
+}
+
+int mrpc_conn_push(mrpc_conn_t *c, const mrpc_frame_t *msg, int gzip) {
+  mrpc_frame_t f;
+  int rc;
+  if (c->foreign) return MRPC_EINVAL;
+  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
+  f = *msg;
+  f.version = 0;
+  f.flags = MRPC_FLAG_ONEWAY; /* a request, oneway, status normal */
+  f.seq = ++c->srv->push_seq;
+  f.wire_payload = NULL;
+  f.wire_payload_len = 0;
+  rc = mrpc_frame_encode_auto(mrpc__stream_out(&c->st), &f, gzip, &c->srv->scratch);
+  if (rc == 0) mrpc__stream_flush(&c->st);
+  return rc;
+}
+
+int mrpc_conn_write(mrpc_conn_t *c, const char *data, size_t len) {
+  int rc;
+  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
+  if ((rc = mrpc_buf_append(mrpc__stream_out(&c->st), data, len)) < 0) return rc;
+  mrpc__stream_flush(&c->st);
+  return mrpc_conn_is_open(c) ? 0 : MRPC_ECONNLOST;
+}
+
+void mrpc_conn_close(mrpc_conn_t *c) {
+  if (!c->closed) mrpc__stream_close_after_flush(&c->st);
+}
+
+void mrpc_server_set_fallback(mrpc_server_t *s, mrpc_handler_fn fn, void *udata) {
+  s->fallback = fn;
+  s->fallback_udata = udata;
+}
+
+void mrpc_server_set_foreign(mrpc_server_t *s, mrpc_foreign_fn fn, void *udata) {
+  s->foreign = fn;
+  s->foreign_udata = udata;
 }
 
 /* ---- the server ------------------------------------------------------------ */

@@ -54,6 +54,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   mrpc_decoder_commit(&st->dec, (size_t)nread);
   st->hold++;
+  if (st->on_raw) {
+    const char *data = st->dec.in.data + st->dec.pos;
+    size_t n = st->dec.in.len - st->dec.pos;
+    if (st->on_raw(st, data, n) == 0) {
+      mrpc_decoder_reset(&st->dec);
+      mrpc__stream_release(st);
+      return;
+    }
+    st->on_raw = NULL;
+  }
   while (!st->closing && !st->failed &&
          (r = mrpc_decoder_next(&st->dec, &f)) != 0) {
     if (r < 0) {

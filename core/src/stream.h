@@ -22,6 +22,10 @@ typedef int (*mrpc__frame_fn)(mrpc__stream_t *st, mrpc_frame_t *f);
  * a protocol error from the decoder, or the write queue over its limit. The
  * owner normally answers with mrpc__stream_close. */
 typedef void (*mrpc__error_fn)(mrpc__stream_t *st, int err);
+/* Raw mode: while set, each read's bytes go here instead of the decoder.
+ * Returns 0 when it took them, 1 to leave raw mode (the hook is cleared) and
+ * decode the same bytes as frames. */
+typedef int (*mrpc__raw_fn)(mrpc__stream_t *st, const char *data, size_t len);
 /* Called once from the close callback: the owner may free the stream. */
 typedef void (*mrpc__closed_fn)(mrpc__stream_t *st);
 
@@ -45,6 +49,7 @@ struct mrpc__stream_s {
   unsigned is_pipe : 1;
   int hold;               /* >0: writes are gathered, not sent */
   mrpc__frame_fn on_frame;
+  mrpc__raw_fn on_raw;    /* NULL: frames */
   mrpc__error_fn on_error;
   mrpc__closed_fn on_closed;
   void *owner;

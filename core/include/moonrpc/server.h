@@ -23,6 +23,7 @@ extern "C" {
 
 typedef struct mrpc_server_s mrpc_server_t;
 typedef struct mrpc_req_s mrpc_req_t;
+typedef struct mrpc_conn_s mrpc_conn_t;
 
 /* A method handler. `req` is valid until the handler (now or later) answers
  * it with mrpc_req_reply, mrpc_req_error or mrpc_req_drop. */
@@ -41,6 +42,12 @@ typedef int (*mrpc_auth_fn)(mrpc_req_t *req, const char *token,
 typedef void (*mrpc_log_fn)(void *udata, int level, const char *msg);
 
 typedef void (*mrpc_server_cb)(mrpc_server_t *s, void *udata);
+
+/* The foreign hook (see mrpc_server_set_foreign): `data` holds bytes the
+ * peer sent; data NULL and len 0 say the connection has closed (the last
+ * call for `c`). */
+typedef void (*mrpc_foreign_fn)(mrpc_conn_t *c, const char *data, size_t len,
+                                void *udata);
 
 typedef struct mrpc_server_opts_s {
   mrpc_limits_t limits;   /* zero fields take defaults */
@@ -63,6 +70,21 @@ int mrpc_server_register(mrpc_server_t *s, const char *service,
 
 /* Installs (or with fn NULL removes) the auth hook after creation. */
 void mrpc_server_set_auth(mrpc_server_t *s, mrpc_auth_fn fn, void *udata);
+
+/* Installs (fn NULL removes) the handler for requests whose service is
+ * not registered, instead of rpcx's "can't find service" error. The
+ * handler gets every such request whatever its method or serialize type;
+ * a gateway forwards them. */
+void mrpc_server_set_fallback(mrpc_server_t *s, mrpc_handler_fn fn,
+                              void *udata);
+
+/* Installs the foreign hook: a new connection whose first byte is not
+ * rpcx's magic (0x08) is handed to `fn` with everything it sends, so one
+ * port can answer rpcx and, say, HTTP. The host answers through
+ * mrpc_conn_write and ends with mrpc_conn_close. Without a hook such a
+ * connection is a protocol error and is closed. Set it before listening. */
+void mrpc_server_set_foreign(mrpc_server_t *s, mrpc_foreign_fn fn,
+                             void *udata);
 
 /* Removes a whole service (requests to it then get "can't find service").
  * 0 or MRPC_ENOSERVICE. */
@@ -144,6 +166,46 @@ int mrpc_req_error(mrpc_req_t *req, const char *msg, const char *payload,
 
 /* Releases `req` without answering. */
 void mrpc_req_drop(mrpc_req_t *req);
+
+/* ---- connections -------------------------------------------------------- */
+
+/* The connection a request came on; borrowed, valid while `req` is. */
+mrpc_conn_t *mrpc_req_conn(const mrpc_req_t *req);
+
+/* Keeps the connection's memory (not the connection) alive past the
+ * request, e.g. to push to it later; each hold needs one release. A held
+ * connection also keeps its server's memory: release every hold before or
+ * after mrpc_server_close, the server is freed after the last one. */
+void mrpc_conn_hold(mrpc_conn_t *c);
+void mrpc_conn_release(mrpc_conn_t *c);
+
+/* 1 while the connection is open and writable. */
+int mrpc_conn_is_open(const mrpc_conn_t *c);
+
+/* The server the connection belongs to. */
+mrpc_server_t *mrpc_conn_server(const mrpc_conn_t *c);
+
+/* The peer's address, as mrpc_req_remote. */
+int mrpc_conn_peer(mrpc_conn_t *c, char *buf, size_t len);
+
+/* A host pointer per connection (NULL at first). */
+void mrpc_conn_set_data(mrpc_conn_t *c, void *data);
+void *mrpc_conn_get_data(const mrpc_conn_t *c);
+
+/* Server push, as rpcx's Server.SendMessage: sends `msg` (its path, method,
+ * metadata, payload and serialize byte; the rest is ignored) as a oneway
+ * request with the server's next push sequence number, gzipped by rpcx's
+ * rule when `gzip` is set. The client sees it through its on_push
+ * callback. Bytes are copied. 0, MRPC_ECONNLOST (closed), MRPC_EINVAL (a
+ * foreign connection) or MRPC_ENOMEM. */
+int mrpc_conn_push(mrpc_conn_t *c, const mrpc_frame_t *msg, int gzip);
+
+/* Foreign connections only: queues raw bytes. 0 or MRPC_ECONNLOST. */
+int mrpc_conn_write(mrpc_conn_t *c, const char *data, size_t len);
+
+/* Closes the connection once what is queued is written. The foreign hook
+ * then gets its closing call. */
+void mrpc_conn_close(mrpc_conn_t *c);
 
 /* Per-request user pointer, for the handler's own bookkeeping. */
 void mrpc_req_set_data(mrpc_req_t *req, void *data);
