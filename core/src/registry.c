@@ -9,6 +9,7 @@
 static const mrpc_registry_ops_t *const backends[] = {
   &mrpc__etcd_ops,
   &mrpc__redis_ops,
+  &mrpc__moonrpc_ops,
   NULL,
 };
 
@@ -49,7 +50,7 @@ int mrpc_registry_open(uv_loop_t *loop, const char *url, mrpc_registry_t **out) 
   if (!(r = calloc(1, sizeof *r))) return MRPC_ENOMEM;
   r->ops = *b;
   r->loop = loop;
-  if (trim_slashes(*path ? path : "rpcx", r->base, sizeof r->base) < 0 ||
+  if (trim_slashes(*path && path[1] ? path : "rpcx", r->base, sizeof r->base) < 0 ||
       (rc = r->ops->open(r, host, port)) < 0) {
     free(r);
     return rc < 0 ? rc : MRPC_EADDR;

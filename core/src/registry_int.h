@@ -7,6 +7,7 @@
 
 extern const mrpc_registry_ops_t mrpc__etcd_ops;
 extern const mrpc_registry_ops_t mrpc__redis_ops;
+extern const mrpc_registry_ops_t mrpc__moonrpc_ops;
 
 /* Writes "base/service/addr" (or the prefix "base/service/" when addr is
  * NULL) into buf. 0 or MRPC_EINVAL when it does not fit. */

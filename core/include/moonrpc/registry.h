@@ -18,6 +18,7 @@
 
 #include <uv.h>
 #include "common.h"
+#include "server.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,6 +86,55 @@ void mrpc_registry_unwatch(mrpc_watch_t *w);
  * graceful shutdown should), stops watches, closes connections, frees the
  * registry, then calls `cb` (may be NULL) with status 0. */
 void mrpc_registry_close(mrpc_registry_t *r, mrpc_reg_cb cb, void *udata);
+
+/* ---- the embedded registry (moonrpc://) ------------------------------------
+ *
+ * A registry that is itself a moonrpc service, named "Registry", added to a
+ * server the host owns; `moonrpc registry --listen ADDR` runs one. It keeps
+ * rpcx's layout in memory. Every instance holds a lease of its own TTL;
+ * the instance renews it with KeepAlive calls (its heartbeats), and an
+ * entry whose lease is not renewed within the TTL is removed. Watchers are
+ * told of every change by server push on the connection they watched
+ * from. The moonrpc:// backend of mrpc_registry_open is its client.
+ *
+ * The protocol: JSON payloads (serialize type 1; any rpcx client can call
+ * it). "base" is the base path (default "rpcx"); "service" "" in List and
+ * Watch means every service under base.
+ *   Register   {base, service, addr, meta, ttl}  -> {lease}
+ *   Update     {base, service, addr, meta}       -> {}
+ *   Unregister {base, service, addr}             -> {}
+ *   KeepAlive  {leases: [...], watches: [...]}   -> {expired: [...], lost: [...]}
+ *              (renews the leases; names the unknown ones, and the watches
+ *              not bound to this connection, so the caller registers or
+ *              watches again)
+ *   List       {base, service}                   -> {instances: [{service, addr, meta}]}
+ *   Watch      {base, service}                   -> {watch, instances}
+ *              then pushes Registry.Changed {watch, instances} on each change
+ *   Unwatch    {watch}                           -> {}
+ * Errors are rpcx errors ("registry: ..."). Ids are strings that differ
+ * between registry processes, so a restarted registry never mistakes an
+ * old lease for a new one. */
+typedef struct mrpc_regsrv_s mrpc_regsrv_t;
+
+typedef struct mrpc_regsrv_opts_s {
+  unsigned max_entries; /* 0: 100000 instances */
+  unsigned max_watches; /* 0: 10000 watches */
+  unsigned max_ttl_s;   /* 0: 86400 s */
+} mrpc_regsrv_opts_t;
+
+/* Adds the Registry service to `srv` (on `loop`). `opts` may be NULL.
+ * 0, MRPC_ENOMEM or MRPC_EINVAL. */
+int mrpc_regsrv_new(uv_loop_t *loop, mrpc_server_t *srv,
+                    const mrpc_regsrv_opts_t *opts, mrpc_regsrv_t **out);
+
+/* Number of instances registered / watches open. */
+size_t mrpc_regsrv_count(const mrpc_regsrv_t *r);
+size_t mrpc_regsrv_watchers(const mrpc_regsrv_t *r);
+
+/* Removes the service from its server, forgets every entry and watch, and
+ * frees the registry, then calls `cb` (may be NULL; never from inside this
+ * call). Call it before closing the server. */
+void mrpc_regsrv_close(mrpc_regsrv_t *r, mrpc_reg_cb cb, void *udata);
 
 /* ---- for backends ------------------------------------------------------- */
 
