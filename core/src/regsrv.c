@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "internal.h"
+#include "jsonpack.h"
 
 #define SERVICE_NAME "Registry"
 #define ID_LEN 24
@@ -28,6 +29,7 @@ typedef struct watcher_s {
   mrpc_conn_t *conn; /* held */
   char *base, *service; /* service "": every service under base */
   char id[ID_LEN];
+  int ser; /* the codec it watched with: pushes use it too */
 } watcher_t;
 
 struct mrpc_regsrv_s {
@@ -38,6 +40,7 @@ struct mrpc_regsrv_s {
   size_t nentries, nwatchers;
   watcher_t *watchers;
   uv_timer_t timer; /* the next lease expiry */
+  mrpc_buf_t pack;  /* msgpack output, reused */
   uint32_t epoch;   /* tells this process's ids from an earlier one's */
   uint64_t next_id;
   mrpc_reg_cb close_cb;
@@ -108,6 +111,25 @@ static void sweep_watchers(mrpc_regsrv_t *r) {
   }
 }
 
+/* Encodes `o` in codec `ser` (msgpack, else JSON): *p, *n point into
+ * r->pack or into *text, which the caller frees with cJSON_free. */
+static int encode(mrpc_regsrv_t *r, const cJSON *o, int ser, char **text, const char **p,
+                  size_t *n) {
+  *text = NULL;
+  if (ser == MRPC_SERIALIZE_MSGPACK) {
+    int rc;
+    r->pack.len = 0;
+    if ((rc = mrpc__json_to_msgpack(o, &r->pack, 64)) < 0) return rc;
+    *p = r->pack.data;
+    *n = r->pack.len;
+    return 0;
+  }
+  if (!(*text = cJSON_PrintUnformatted(o))) return MRPC_ENOMEM;
+  *p = *text;
+  *n = strlen(*text);
+  return 0;
+}
+
 static int push_list(mrpc_regsrv_t *r, watcher_t *w) {
   cJSON *o = cJSON_CreateObject();
   char *text;
@@ -116,15 +138,13 @@ static int push_list(mrpc_regsrv_t *r, watcher_t *w) {
   if (!o) return rc;
   cJSON_AddStringToObject(o, "watch", w->id);
   cJSON_AddItemToObject(o, "instances", instances(r, w->base, w->service));
-  if ((text = cJSON_PrintUnformatted(o))) {
-    memset(&f, 0, sizeof f);
+  memset(&f, 0, sizeof f);
+  if ((rc = encode(r, o, w->ser, &text, &f.payload, &f.payload_len)) == 0) {
     f.path = SERVICE_NAME;
     f.path_len = sizeof SERVICE_NAME - 1;
     f.method = "Changed";
     f.method_len = 7;
-    f.payload = text;
-    f.payload_len = strlen(text);
-    f.serialize = MRPC_SERIALIZE_JSON << 4;
+    f.serialize = (uint8_t)(w->ser << 4);
     rc = mrpc_conn_push(w->conn, &f, 1);
     cJSON_free(text);
   }
@@ -178,6 +198,7 @@ static void on_expiry(uv_timer_t *t) {
 typedef struct call_s {
   mrpc_regsrv_t *r;
   mrpc_req_t *req;
+  int ser;
   cJSON *in, *out;
   const char *err;
   char errbuf[160];
@@ -360,6 +381,7 @@ static void m_watch(call_t *c) {
     return;
   }
   w->conn = mrpc_req_conn(c->req);
+  w->ser = c->ser == MRPC_SERIALIZE_MSGPACK ? MRPC_SERIALIZE_MSGPACK : MRPC_SERIALIZE_JSON;
   mrpc_conn_hold(w->conn);
   new_id(r, w->id);
   w->next = r->watchers;
@@ -396,11 +418,13 @@ static void handle(mrpc_req_t *req, void *udata) {
   const mrpc_frame_t *f = mrpc_req_frame(req);
   int ser = mrpc_frame_serialize(f);
   call_t c;
-  size_t i;
-  char *text;
+  size_t i, n;
+  char *text = NULL;
+  const char *p;
   memset(&c, 0, sizeof c);
   c.r = udata;
   c.req = req;
+  c.ser = ser;
   for (i = 0; i < sizeof methods / sizeof *methods; i++)
     if (strlen(methods[i].name) == f->method_len &&
         memcmp(methods[i].name, f->method, f->method_len) == 0)
@@ -411,25 +435,30 @@ static void handle(mrpc_req_t *req, void *udata) {
     mrpc_req_error(req, c.errbuf, NULL, 0, NULL, 0);
     return;
   }
-  if (ser != MRPC_SERIALIZE_JSON && ser != MRPC_SERIALIZE_NONE) {
-    mrpc_req_error(req, "registry: payloads are JSON (serialize type 1)", NULL, 0, NULL, 0);
+  if (ser != MRPC_SERIALIZE_JSON && ser != MRPC_SERIALIZE_NONE && ser != MRPC_SERIALIZE_MSGPACK) {
+    mrpc_req_error(req, "registry: payloads are JSON or msgpack", NULL, 0, NULL, 0);
     return;
   }
-  c.in = cJSON_ParseWithLength(f->payload_len ? f->payload : "{}",
-                               f->payload_len ? f->payload_len : 2);
+  if (f->payload_len == 0) c.in = cJSON_CreateObject(); /* no arguments */
+  else if (ser == MRPC_SERIALIZE_MSGPACK)
+    c.in = mrpc__msgpack_to_json(f->payload, f->payload_len, mrpc_req_limits(req)->max_depth);
+  else
+    c.in = cJSON_ParseWithLength(f->payload, f->payload_len);
   if (!cJSON_IsObject(c.in)) {
     cJSON_Delete(c.in);
-    mrpc_req_error(req, "registry: the payload must be a JSON object", NULL, 0, NULL, 0);
+    mrpc_req_error(req, ser == MRPC_SERIALIZE_MSGPACK
+                            ? "registry: the payload must be a msgpack map"
+                            : "registry: the payload must be a JSON object",
+                   NULL, 0, NULL, 0);
     return;
   }
   if (!(c.out = cJSON_CreateObject())) c.err = "registry: out of memory";
   else methods[i].fn(&c);
-  if (c.err || !(text = cJSON_PrintUnformatted(c.out))) {
+  if (c.err || encode(c.r, c.out, ser, &text, &p, &n) < 0)
     mrpc_req_error(req, c.err ? c.err : "registry: out of memory", NULL, 0, NULL, 0);
-  } else {
-    mrpc_req_reply(req, text, strlen(text), NULL, 0);
-    cJSON_free(text);
-  }
+  else
+    mrpc_req_reply(req, p, n, NULL, 0);
+  cJSON_free(text);
   cJSON_Delete(c.in);
   cJSON_Delete(c.out);
 }
@@ -485,6 +514,7 @@ void mrpc_regsrv_close(mrpc_regsrv_t *r, mrpc_reg_cb cb, void *udata) {
     r->entries = e->next;
     entry_free(e);
   }
+  mrpc_buf_free(&r->pack);
   r->close_cb = cb;
   r->close_udata = udata;
   uv_close((uv_handle_t *)&r->timer, timer_closed);

@@ -254,8 +254,18 @@ static void t_protocol(void) {
   CHECK(r.remote && strcmp(r.text, "registry: the payload must be a JSON object") == 0);
   raw_call(c, "List", "[1,2]", MRPC_SERIALIZE_JSON, &r);
   CHECK(r.remote && strstr(r.text, "JSON object") != NULL);
-  raw_call(c, "List", "\x81\xa4" "base", MRPC_SERIALIZE_MSGPACK, &r);
-  CHECK(r.remote && strcmp(r.text, "registry: payloads are JSON (serialize type 1)") == 0);
+  /* msgpack (rpcx Go's default codec) in, msgpack out: {base = "mtest",
+   * service = "Arith"} -> {instances = [...]} */
+  raw_call(c, "List", "\x82\xa4" "base\xa5" "mtest\xa7" "service\xa5" "Arith",
+           MRPC_SERIALIZE_MSGPACK, &r);
+  CHECK(!r.remote && memcmp(r.text, "\x81\xa9" "instances\x92\x83", 13) == 0);
+  CHECK(strstr(r.text + 13, "tcp@127.0.0.1:8973") != NULL);
+  raw_call(c, "List", "\x81\xa4" "base", MRPC_SERIALIZE_MSGPACK, &r); /* truncated */
+  CHECK(r.remote && strcmp(r.text, "registry: the payload must be a msgpack map") == 0);
+  raw_call(c, "List", "\x81\x01\x02", MRPC_SERIALIZE_MSGPACK, &r); /* an integer key */
+  CHECK(r.remote && strcmp(r.text, "registry: the payload must be a msgpack map") == 0);
+  raw_call(c, "List", "{}", MRPC_SERIALIZE_PROTOBUF, &r);
+  CHECK(r.remote && strcmp(r.text, "can not find codec for 2") == 0);
   raw_call(c, "Register", "{\"service\":\"A\",\"addr\":\"x\",\"ttl\":0}", MRPC_SERIALIZE_JSON, &r);
   CHECK(r.remote && strstr(r.text, "ttl must be 1..") != NULL);
   raw_call(c, "Register", "{\"service\":\"A/B\",\"addr\":\"x\",\"ttl\":5}", MRPC_SERIALIZE_JSON, &r);
@@ -276,6 +286,10 @@ static void t_protocol(void) {
     deep[sizeof deep - 1] = 0;
     raw_call(c, "List", deep, MRPC_SERIALIZE_JSON, &r);
     CHECK(r.remote);
+    memset(deep, 0x91, sizeof deep - 1); /* msgpack arrays 2999 deep */
+    deep[sizeof deep - 2] = (char)0xc0;
+    raw_call(c, "List", deep, MRPC_SERIALIZE_MSGPACK, &r);
+    CHECK(r.remote && strstr(r.text, "msgpack map") != NULL);
   }
   CHECK_EQ_INT(mrpc_regsrv_count(rs), 2); /* none of that registered anything */
   cli_close(c);

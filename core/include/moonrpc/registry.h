@@ -97,8 +97,8 @@ void mrpc_registry_close(mrpc_registry_t *r, mrpc_reg_cb cb, void *udata);
  * told of every change by server push on the connection they watched
  * from. The moonrpc:// backend of mrpc_registry_open is its client.
  *
- * The protocol: JSON payloads (serialize type 1; any rpcx client can call
- * it). "base" is the base path (default "rpcx"); "service" "" in List and
+ * The protocol: JSON or msgpack payloads (serialize type 1 or 3, as the
+ * caller chooses; any rpcx client can call it, Go's default codec too). "base" is the base path (default "rpcx"); "service" "" in List and
  * Watch means every service under base.
  *   Register   {base, service, addr, meta, ttl}  -> {lease}
  *   Update     {base, service, addr, meta}       -> {}
