@@ -262,7 +262,7 @@ static void deliver(cJSON *o, mrpc_reg_list_cb cb, void *udata) {
     l[n].meta = cJSON_IsString(mt) ? mt->valuestring : "";
     n++;
   }
-  qsort(l, n, sizeof *l, cmp_entry);
+  if (n > 1) qsort(l, n, sizeof *l, cmp_entry);
   cb(0, l, n, udata);
   free(l);
 }
