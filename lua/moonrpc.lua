@@ -32,6 +32,7 @@ local M = {
   stop = sched.stop,
   spawn = sched.spawn,
   sleep = sched.sleep,
+  signal = sched.signal, -- signal("SIGTERM", fn): fn(name) runs in a coroutine
   future = sched.future,
   error = errors.new,
   is_error = errors.is,

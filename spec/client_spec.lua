@@ -399,6 +399,25 @@ describe("xclient calls", function()
     assert.are.equal(3, got)
   end)
 
+  it("runs a moonrpc.signal function in a coroutine each time the signal comes", function()
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = assert(tonumber(f:read("a"):match("^(%d+)")))
+    f:close()
+    local got = {}
+    local w = assert(moonrpc.signal("SIGUSR1", function(name)
+      moonrpc.sleep(0.01) -- it may wait
+      got[#got + 1] = name
+    end))
+    for n = 1, 2 do
+      os.execute("kill -USR1 " .. pid)
+      assert.is_true(eventually(function() return #got == n end))
+    end
+    assert.are.same({ "SIGUSR1", "SIGUSR1" }, got)
+    w.stop() -- the default action is back: no more SIGUSR1 here
+    assert.has_error(function() moonrpc.signal("SIGNOPE", function() end) end)
+    assert.has_error(function() moonrpc.signal("SIGUSR2") end)
+  end)
+
   it("raises on misuse", function()
     local d = moonrpc.peer2peer("tcp@127.0.0.1:1")
     local xc = moonrpc.xclient("Arith", moonrpc.Failfast, moonrpc.RandomSelect, d)

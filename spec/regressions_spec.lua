@@ -109,4 +109,39 @@ describe("regressions", function()
     assert.is_nil(out:find("RESUMED", 1, true), out)
     assert.is_nil(out:find("error", 1, true), out)
   end)
+
+  -- libuv caches "now" once per loop turn. Time spent outside the loop (a
+  -- blocking os.execute, a REPL waiting for input) used to be charged to
+  -- the next call's timeout: the registry outage spec stopped etcd for
+  -- 2 s, and the next 2 s call failed at once with ETIMEDOUT.
+  it("a call made after blocking outside the loop gets its whole timeout (stale loop time)", function()
+    local s, xc = pair({ Echo = function(_, a) return a end }, { timeout = 0.3 })
+    assert.are.equal("hi", (xc:call("Echo", "hi")))
+    os.execute("sleep 0.5")
+    local r, err = xc:call("Echo", "hi")
+    assert.are.equal("hi", r, tostring(err))
+    xc:close(); s:close()
+  end)
+
+  it("a heartbeat sent after blocking outside the loop gets its whole timeout (stale loop time)", function()
+    local core, sched = require "moonrpc.core", require "moonrpc.sched"
+    local s = moonrpc.server()
+    s:register("S", { Echo = function(_, a) return a end })
+    local c = assert(core.client_new(assert(s:serve("tcp", "127.0.0.1:0")), sched.id()))
+    os.execute("sleep 0.5")
+    local f = moonrpc.future()
+    local id = sched.expect(function(code) f:set(code) end)
+    assert(c:ping(0.3, id)) -- the core counts from the real now, with no core.now() before
+    f:wait()
+    assert.is_nil(f:get())
+    c:close(); s:close()
+  end)
+
+  it("moonrpc.sleep after blocking outside the loop sleeps its whole time (stale loop time)", function()
+    moonrpc.sleep(0)
+    os.execute("sleep 0.3")
+    local t0 = require("socket").gettime()
+    moonrpc.sleep(0.2)
+    assert.is_true(require("socket").gettime() - t0 >= 0.19)
+  end)
 end)

@@ -51,6 +51,7 @@ struct mrpc_client_s {
   uint64_t rtt_us;
   int closing;
   int sending;         /* inside mrpc_client_call: failures are deferred */
+  int corked;          /* >0: writes are gathered until uncorked */
   int live;            /* the timer + links still referring to us */
   mrpc_client_cb close_cb;
   void *close_udata;
@@ -394,8 +395,16 @@ int mrpc_client_new(uv_loop_t *loop, const char *address,
   return 0;
 }
 
+/* The entry points below may be called from outside the loop, after the
+ * host blocked for a while (a script's top level, a REPL, a blocking
+ * command): libuv's cached "now" is then as old as the last loop turn, and
+ * a deadline or timer counted from it would expire early, at once if the
+ * host blocked longer than the timeout. So they refresh it first. */
+static void fresh_now(mrpc_client_t *c) { uv_update_time(c->loop); }
+
 int mrpc_client_connect(mrpc_client_t *c) {
   if (c->closing) return MRPC_ECLOSED;
+  fresh_now(c);
   return c->link ? 0 : link_open(c);
 }
 
@@ -407,7 +416,7 @@ static int send_frame(mrpc_client_t *c, mrpc_frame_t *f, int gzip) {
   r = mrpc_frame_encode_auto(mrpc__stream_out(&c->link->st), f, gzip, &c->scratch);
   if (r < 0) return r;
   c->sending++;
-  mrpc__stream_flush(&c->link->st);
+  if (!c->corked) mrpc__stream_flush(&c->link->st);
   c->sending--;
   return 0;
 }
@@ -448,6 +457,7 @@ int mrpc_client_call(mrpc_client_t *c, const mrpc_call_args_t *a,
   size_t n = a->meta_count;
   int r;
   if (c->closing) return MRPC_ECLOSED;
+  fresh_now(c);
   /* Open the link before tracking, so a failure to connect at once is
    * reported by the return value and never by the callback. */
   if (!c->link && (r = link_open(c)) < 0) return r;
@@ -514,6 +524,7 @@ static int call_heartbeat(mrpc_client_t *c, int kind, uint64_t timeout,
 int mrpc_client_ping(mrpc_client_t *c, uint64_t timeout_ms, mrpc_call_cb cb,
                      void *udata) {
   if (c->closing) return MRPC_ECLOSED;
+  fresh_now(c);
   return call_heartbeat(c, PING, timeout_ms, cb, udata);
 }
 
@@ -575,4 +586,14 @@ const char *mrpc_frame_error(const mrpc_frame_t *f, size_t *len) {
   }
   if (len) *len = m->val_len;
   return m->val;
+}
+
+void mrpc_client_cork(mrpc_client_t *c) { c->corked++; }
+
+void mrpc_client_uncork(mrpc_client_t *c) {
+  if (c->corked > 0 && --c->corked == 0 && c->link) {
+    c->sending++;
+    mrpc__stream_flush(&c->link->st);
+    c->sending--;
+  }
 }

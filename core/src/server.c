@@ -12,85 +12,8 @@
 #include "internal.h"
 #include "stream.h"
 
-#define MAX_LISTENERS 8
-#define SMALL_META 16
+#include "server_int.h"
 
-typedef struct method_s {
-  char *name;
-  mrpc_handler_fn fn;
-  void *udata;
-  struct method_s *next;
-} method_t;
-
-typedef struct service_s {
-  char *name;
-  method_t *methods;
-  struct service_s *next;
-} service_t;
-
-typedef struct listener_s {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u;
-  mrpc_server_t *srv;
-  int is_pipe;
-  char addr[300];
-} listener_t;
-
-typedef struct mrpc_conn_s {
-  mrpc__stream_t st; /* first: the stream's handle is the conn's */
-  mrpc_server_t *srv;
-  struct mrpc_conn_s *prev, *next;
-  int refs;   /* 1 while the handle is open, +1 per request or hold */
-  int closed; /* the handle's close callback has run */
-  int foreign; /* handed to the foreign hook: not rpcx */
-  void *data;  /* the host's, see mrpc_conn_set_data */
-  char peer[80]; /* the peer address, looked up on first use */
-} conn_t;
-
-struct mrpc_req_s {
-  mrpc_server_t *srv;
-  conn_t *conn;
-  mrpc_frame_t frame;  /* borrows the decoder's bytes until detached */
-  mrpc_buf_t store;    /* owned copy of the frame for deferred replies */
-  mrpc_meta_t *meta;   /* owned copy of the metadata pairs */
-  size_t meta_cap;
-  uint64_t timeout, deadline;
-  void *data;
-  unsigned gen;        /* bumped on release: tells a held request apart */
-  mrpc_req_t *next_free;
-};
-
-struct mrpc_server_s {
-  uv_loop_t *loop;
-  mrpc_server_opts_t opts;
-  service_t *services;
-  listener_t *listeners[MAX_LISTENERS];
-  int nlisteners;
-  conn_t *conns;
-  size_t nconns;
-  size_t inflight;
-  size_t live;          /* open handles + requests held */
-  mrpc_req_t *free_reqs;
-  mrpc_buf_t scratch;   /* gzip output, reused */
-  uv_timer_t timer;     /* shutdown deadline */
-  int shutting, closing;
-  int flushing;         /* shutdown: connections close once written */
-  size_t open_conns;    /* connections whose handle is not closed yet */
-  uint64_t shutdown_timeout;
-  mrpc_server_cb shutdown_cb, close_cb;
-  void *shutdown_udata, *close_udata;
-  mrpc_handler_fn fallback;   /* requests for services not registered */
-  void *fallback_udata;
-  mrpc_foreign_fn foreign;    /* connections that do not speak rpcx */
-  void *foreign_udata;
-  uint64_t push_seq;
-};
-
-static void server_unref(mrpc_server_t *s);
 
 /* ---- services ----------------------------------------------------------- */
 
@@ -185,7 +108,6 @@ static mrpc_req_t *req_get(mrpc_server_t *s, conn_t *c, const mrpc_frame_t *f) {
   return r;
 }
 
-static void conn_unref(conn_t *c);
 static void shutdown_check(mrpc_server_t *s);
 
 static void req_release(mrpc_req_t *r) {
@@ -197,9 +119,9 @@ static void req_release(mrpc_req_t *r) {
   r->next_free = s->free_reqs;
   s->free_reqs = r;
   s->inflight--;
-  conn_unref(c);
+  mrpc__conn_unref(c);
   shutdown_check(s);
-  server_unref(s);
+  mrpc__server_unref(s);
 }
 
 /* Copies the frame out of the decoder's buffer so that the request outlives
@@ -437,7 +359,7 @@ static int run_handler(mrpc_server_t *s, conn_t *c, mrpc_req_t *r,
 
 /* ---- connections ---------------------------------------------------------- */
 
-static void conn_unref(conn_t *c) {
+void mrpc__conn_unref(conn_t *c) {
   mrpc_server_t *s = c->srv;
   if (--c->refs > 0) return;
   if (c->prev) c->prev->next = c->next;
@@ -465,8 +387,8 @@ static void conn_on_closed(mrpc__stream_t *st) {
   s->open_conns--;
   if (c->foreign && s->foreign) s->foreign(c, NULL, 0, s->foreign_udata);
   if (s->flushing && s->open_conns == 0) shutdown_done(s);
-  conn_unref(c);
-  server_unref(s);
+  mrpc__conn_unref(c);
+  mrpc__server_unref(s);
 }
 
 /* The first read of a connection when a foreign hook is set: rpcx frames
@@ -522,77 +444,6 @@ static void on_connection(uv_stream_t *server, int status) {
   if (mrpc__stream_start(&c->st) < 0) mrpc__stream_close(&c->st);
 }
 
-/* ---- connections, for hosts ------------------------------------------------ */
-
-mrpc_conn_t *mrpc_req_conn(const mrpc_req_t *r) { return r->conn; }
-
-void mrpc_conn_hold(mrpc_conn_t *c) {
-  c->refs++;
-  c->srv->live++;
-}
-
-void mrpc_conn_release(mrpc_conn_t *c) {
-  mrpc_server_t *s = c->srv;
-  conn_unref(c);
-  server_unref(s);
-}
-
-int mrpc_conn_is_open(const mrpc_conn_t *c) {
-  return !c->closed && !c->st.closing && !c->st.failed;
-}
-
-void mrpc_conn_set_data(mrpc_conn_t *c, void *data) { c->data = data; }
-void *mrpc_conn_get_data(const mrpc_conn_t *c) { return c->data; }
-mrpc_server_t *mrpc_conn_server(const mrpc_conn_t *c) { return c->srv; }
-
-int mrpc_conn_peer(mrpc_conn_t *c, char *buf, size_t len) {
-  int rc;
-  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
-  if (!c->peer[0] && (rc = mrpc__stream_peer(&c->st, c->peer, sizeof c->peer)) < 0)
-    return rc;
-  if (strlen(c->peer) >= len) return UV_ENOBUFS;
-  strcpy(buf, c->peer);
-  return 0;
-}
-
-int mrpc_conn_push(mrpc_conn_t *c, const mrpc_frame_t *msg, int gzip) {
-  mrpc_frame_t f;
-  int rc;
-  if (c->foreign) return MRPC_EINVAL;
-  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
-  f = *msg;
-  f.version = 0;
-  f.flags = MRPC_FLAG_ONEWAY; /* a request, oneway, status normal */
-  f.seq = ++c->srv->push_seq;
-  f.wire_payload = NULL;
-  f.wire_payload_len = 0;
-  rc = mrpc_frame_encode_auto(mrpc__stream_out(&c->st), &f, gzip, &c->srv->scratch);
-  if (rc == 0) mrpc__stream_flush(&c->st);
-  return rc;
-}
-
-int mrpc_conn_write(mrpc_conn_t *c, const char *data, size_t len) {
-  int rc;
-  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
-  if ((rc = mrpc_buf_append(mrpc__stream_out(&c->st), data, len)) < 0) return rc;
-  mrpc__stream_flush(&c->st);
-  return mrpc_conn_is_open(c) ? 0 : MRPC_ECONNLOST;
-}
-
-void mrpc_conn_close(mrpc_conn_t *c) {
-  if (!c->closed) mrpc__stream_close_after_flush(&c->st);
-}
-
-void mrpc_server_set_fallback(mrpc_server_t *s, mrpc_handler_fn fn, void *udata) {
-  s->fallback = fn;
-  s->fallback_udata = udata;
-}
-
-void mrpc_server_set_foreign(mrpc_server_t *s, mrpc_foreign_fn fn, void *udata) {
-  s->foreign = fn;
-  s->foreign_udata = udata;
-}
-
 /* ---- the server ------------------------------------------------------------ */
 
 int mrpc_server_new(uv_loop_t *loop, const mrpc_server_opts_t *opts,
@@ -614,7 +465,7 @@ static void listener_closed(uv_handle_t *h) {
   mrpc_server_t *s = l->srv;
   if (l->is_pipe) unlink(l->addr + 5); /* we made the socket file */
   free(l);
-  server_unref(s);
+  mrpc__server_unref(s);
 }
 
 int mrpc_server_listen(mrpc_server_t *s, const char *network,
@@ -743,7 +594,7 @@ int mrpc_server_shutdown(mrpc_server_t *s, uint64_t timeout_ms,
   return 0;
 }
 
-static void server_unref(mrpc_server_t *s) {
+void mrpc__server_unref(mrpc_server_t *s) {
   mrpc_server_cb cb;
   void *ud;
   service_t *v;
@@ -766,7 +617,7 @@ static void server_unref(mrpc_server_t *s) {
   if (cb) cb(NULL, ud);
 }
 
-static void timer_closed(uv_handle_t *h) { server_unref(h->data); }
+static void timer_closed(uv_handle_t *h) { mrpc__server_unref(h->data); }
 
 void mrpc_server_close(mrpc_server_t *s, mrpc_server_cb cb, void *udata) {
   conn_t *c;

@@ -104,6 +104,31 @@ function M.cancel(id)
   end
 end
 
+--- Calls `fn(name)` in a new coroutine (so it may wait) each time signal
+-- `name` arrives ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
+-- "SIGUSR2"). While watched, the signal no longer ends the process. The
+-- watch does not keep the loop running. Returns a watch with :stop(), or
+-- nil, err.
+function M.signal(name, fn)
+  if type(fn) ~= "function" then error("bad argument #2 to 'signal' (function expected)", 2) end
+  local id = M.listen(function(sig) M.start(fn, sig) end)
+  local ok, h, code, msg = pcall(core.signal_start, name, id)
+  if not ok then
+    M.unlisten(id)
+    error("bad argument #1 to 'signal' (unknown signal " .. tostring(name) .. ")", 2)
+  end
+  if not h then
+    M.unlisten(id)
+    return nil, require("moonrpc.errors").new(code, msg)
+  end
+  return {
+    stop = function()
+      M.unlisten(id)
+      h:stop()
+    end,
+  }
+end
+
 defer = function(co)
   M.after(0, function() M.wake(co) end)
 end

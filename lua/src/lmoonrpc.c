@@ -219,8 +219,13 @@ static int lmrpc_loop_stop(lua_State *L) {
   return 0;
 }
 
+/* now() -> the loop's time in ms, refreshed first: a script may have
+ * spent a while outside the loop (blocking, or a REPL waiting for input),
+ * and deadlines counted from the cached time would expire early. */
 static int lmrpc_loop_now(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)uv_now(lmrpc_ctx(L)->loop));
+  uv_loop_t *loop = lmrpc_ctx(L)->loop;
+  uv_update_time(loop);
+  lua_pushinteger(L, (lua_Integer)uv_now(loop));
   return 1;
 }
 
@@ -301,6 +306,7 @@ static int lmrpc_timer_start(lua_State *L) {
   if (!tm) return luaL_error(L, "moonrpc: out of memory");
   tm->ctx = ctx;
   tm->id = id;
+  uv_update_time(ctx->loop); /* count from now, not from the last loop turn */
   uv_timer_init(ctx->loop, &tm->t);
   tm->t.data = tm;
   uv_timer_start(&tm->t, on_timer, ms > 0 ? (uint64_t)(ms + 0.5) : 0, 0);
@@ -385,6 +391,7 @@ int luaopen_moonrpc_core(lua_State *L) {
   lmrpc_client_open(L);
   lmrpc_selector_open(L);
   lmrpc_registry_open_lib(L);
+  lmrpc_signal_open(L);
   lua_newtable(L); /* the named limits and their defaults */
   set_int(L, "max_frame", MRPC_DEFAULT_MAX_FRAME);
   set_int(L, "max_meta_pairs", MRPC_DEFAULT_MAX_META_PAIRS);

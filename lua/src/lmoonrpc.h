@@ -78,5 +78,6 @@ void lmrpc_server_open(lua_State *L);
 void lmrpc_client_open(lua_State *L);
 void lmrpc_selector_open(lua_State *L);
 void lmrpc_registry_open_lib(lua_State *L);
+void lmrpc_signal_open(lua_State *L);
 
 #endif

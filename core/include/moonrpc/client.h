@@ -97,6 +97,11 @@ const char *mrpc_client_address(const mrpc_client_t *c);
  * NULL). Safe inside a call's callback. Do not use `c` afterwards. */
 void mrpc_client_close(mrpc_client_t *c, mrpc_client_cb cb, void *udata);
 
+/* Gathers the client's writes until the matching uncork, which sends them
+ * with one write. */
+void mrpc_client_cork(mrpc_client_t *c);
+void mrpc_client_uncork(mrpc_client_t *c);
+
 /* The __rpcx_error__ text of an error reply, or NULL. */
 const char *mrpc_frame_error(const mrpc_frame_t *f, size_t *len);
 

@@ -200,6 +200,10 @@ void *mrpc_conn_get_data(const mrpc_conn_t *c);
  * foreign connection) or MRPC_ENOMEM. */
 int mrpc_conn_push(mrpc_conn_t *c, const mrpc_frame_t *msg, int gzip);
 
+/* Gathers the connection's writes until the matching uncork. */
+void mrpc_conn_cork(mrpc_conn_t *c);
+void mrpc_conn_uncork(mrpc_conn_t *c);
+
 /* Foreign connections only: queues raw bytes. 0 or MRPC_ECONNLOST. */
 int mrpc_conn_write(mrpc_conn_t *c, const char *data, size_t len);
 
