@@ -54,7 +54,9 @@ typedef struct mrpc_gateway_opts_s {
   const char *selector;   /* rpcx's name ("RoundRobin", "RandomSelect",
                              "WeightedRoundRobin", "WeightedICMP",
                              "ConsistentHash"); NULL: "RoundRobin". Closest
-                             and SelectByUser need a host and are refused. */
+                             and SelectByUser need a host and are refused.
+                             The gateway measures no round trips, so under
+                             WeightedICMP every instance weighs 1. */
   const char *group;      /* only instances whose metadata lists this
                              group=; NULL or "": every instance */
   uint64_t timeout_ms;    /* per request when it carries no
