@@ -1,5 +1,6 @@
---- moonrpc.registry: service registries (etcd v3, Redis) with rpcx's
--- layout, client discovery from them, and the glue for self-registration.
+--- moonrpc.registry: service registries (the embedded moonrpc:// one, etcd
+-- v3, Redis) with rpcx's layout, client discovery from them, and the glue
+-- for self-registration.
 --
 --     local reg = assert(moonrpc.registry("etcd://127.0.0.1:2379/rpcx_test"))
 --     local s = moonrpc.server{ registry = reg, ttl = 10 }
@@ -25,8 +26,10 @@ local Registry = {}
 Registry.__index = Registry
 Registry.__name = "moonrpc.registry"
 
---- Opens a registry: "etcd://host:port/basePath" or
--- "redis://host:port/basePath". Returns the registry or nil, err.
+--- Opens a registry: "moonrpc://host:port[/basePath]" (the embedded
+-- registry, `moonrpc registry`), "etcd://host:port/basePath" or
+-- "redis://host:port/basePath"; the base path defaults to "rpcx".
+-- Returns the registry or nil, err.
 function M.open(url)
   if type(url) ~= "string" then error("bad argument #1 to 'registry' (URL expected)", 2) end
   local r, code, msg = core.registry_open(url)
@@ -103,20 +106,35 @@ function Registry:watch(service, fn)
 end
 
 --- Unregisters what this registry registered, stops its watches, closes.
+-- Waits until that is done (the goodbyes take a second at most) wherever
+-- it may wait: in a coroutine, or at a script's top level, so that a
+-- script that ends right after close() has said its goodbyes. From inside
+-- a callback it only starts them.
 function Registry:close()
-  if self.core then
-    self.core:close()
-    self.core = nil
+  local c = self.core
+  if not c then return end
+  self.core = nil
+  if core.in_callback() and not sched.in_ours() then
+    c:close()
+    return
   end
+  local f = sched.future()
+  local id = sched.expect(function() f:set() end)
+  if c:close(id) then f:wait() else sched.forget(id) end
 end
 
 Registry.__close = Registry.close
 
 --- A discovery fed by the registry's watch on `service` (rpcx's
--- NewEtcdV3Discovery and friends). It waits up to `wait` seconds (default
+-- NewEtcdV3Discovery and friends). `reg` is a registry or its URL. It waits up to `wait` seconds (default
 -- 3) for the first list. When the registry goes away the last list is kept.
 function M.discovery(reg, base_path, service, wait_s)
-  if not M.is(reg) then error("bad argument #1 to 'registry_discovery' (registry expected)", 2) end
+  if type(reg) == "string" then
+    local r, err = M.open(reg)
+    if not r then return nil, err end
+    reg = r
+  end
+  if not M.is(reg) then error("bad argument #1 to 'registry_discovery' (registry or URL expected)", 2) end
   if base_path ~= nil and base_path:gsub("^/+", ""):gsub("/+$", "") ~= reg.core:base() then
     error("bad argument #2 to 'registry_discovery' (the registry was opened with base path '" ..
           reg.core:base() .. "')", 2)

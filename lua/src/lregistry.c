@@ -1,5 +1,5 @@
 /* lregistry.c: the registry userdata ("moonrpc.registry") over the core's
- * mrpc_registry_t (etcd, Redis). One-shot operations complete through the
+ * mrpc_registry_t (moonrpc://, etcd, Redis). One-shot operations complete through the
  * completion dispatcher with (id, code, message, value); a watch reports
  * through the event dispatcher with (id, list) every time the list
  * changes. */
@@ -190,17 +190,28 @@ static int lmrpc_watch_stop(lua_State *L) {
   return 0;
 }
 
-static void closed(int status, void *udata) { (void)status; (void)udata; }
+/* The close is done: the goodbyes went out (or timed out) and the core
+ * registry is freed. `udata` is the operation to complete, if any. */
+static void closed(int status, void *udata) {
+  (void)status;
+  if (udata) complete(udata, 0, NULL, 0, 0);
+}
 
+/* registry:close([id]) -> true when the completion dispatcher will get
+ * `id` once the close is done (false when there was nothing to close or no
+ * id was given). Also __gc and __close, without an id. */
 static int lmrpc_registry_close(lua_State *L) {
   lregistry_t *lr = luaL_checkudata(L, 1, REGISTRY_MT);
+  lop_t *op = NULL;
   if (lr->reg) {
+    if (lua_isinteger(L, 2)) op = new_op(L, lr, lua_tointeger(L, 2));
     /* Watches end with the registry: their udata is freed by their own
      * userdata's stop/__gc, which sees lr->reg == NULL and skips unwatch. */
-    mrpc_registry_close(lr->reg, closed, NULL);
+    mrpc_registry_close(lr->reg, closed, op);
     lr->reg = NULL;
   }
-  return 0;
+  lua_pushboolean(L, op != NULL);
+  return 1;
 }
 
 static int lmrpc_registry_base(lua_State *L) {
