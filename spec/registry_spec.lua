@@ -1,7 +1,8 @@
 -- spec/registry_spec.lua: registries through the Lua API, against a real
 -- etcd and a real Redis (started by the ctest fixtures in spec/etcd.cmake
--- and spec/redis.cmake): self-registration on serve, discovery by watch,
--- graceful unregistration, and expiry of a killed instance.
+-- and spec/redis.cmake) and the embedded registry (`moonrpc registry`,
+-- started here as a child process): self-registration on serve, discovery
+-- by watch, graceful unregistration, and expiry of a killed instance.
 
 local moonrpc = require "moonrpc"
 local S = require "support"
@@ -19,7 +20,11 @@ local function backend_addr(var)
   return a
 end
 
+local MOONRPC = here .. "/../scripts/moonrpc"
 local backends = {
+  { name = "moonrpc", start = function()
+    return S.spawn(MOONRPC, "registry", "--listen", "tcp@127.0.0.1:0")
+  end },
   { name = "etcd", addr = backend_addr("MOONRPC_ETCD_DIR") },
   { name = "redis", addr = backend_addr("MOONRPC_REDIS_DIR") },
 }
@@ -53,7 +58,14 @@ end
 
 for _, b in ipairs(backends) do
   describe(b.name .. " registry", function()
-    if not b.addr then
+    if b.start then
+      local proc
+      setup(function()
+        proc = b.start()
+        b.addr = proc.host .. ":" .. proc.port
+      end)
+      teardown(function() proc.stop() end)
+    elseif not b.addr then
       it("needs a running " .. b.name, function()
         pending("no " .. b.name .. " fixture (run through ctest: spec/" .. b.name .. ".cmake)")
       end)

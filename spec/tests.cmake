@@ -112,3 +112,29 @@ if(MRPC_BUILD_LUA AND TEST lua_registry_spec AND TEST etcd_start AND TEST redis_
     endif()
   endforeach()
 endif()
+
+# The registrar and registry outage specs need both servers too (the outage
+# spec stops and restarts them through the fixture scripts).
+if(MRPC_BUILD_LUA AND TEST etcd_start AND TEST redis_start)
+  foreach(t lua_registrar_spec lua_registrar_spec_asan
+            lua_registry_outage_spec lua_registry_outage_spec_asan)
+    if(TEST ${t})
+      set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
+      set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
+        "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
+    endif()
+  endforeach()
+endif()
+
+# The gateway: its C tests (Redis for every scenario, etcd for a shorter
+# second run) and its spec (the command, against Redis and etcd).
+if(TEST etcd_start AND TEST redis_start)
+  foreach(t test_gateway test_gateway_asan test_gateway_http test_gateway_http_asan
+            lua_gateway_spec lua_gateway_spec_asan)
+    if(TEST ${t})
+      set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
+      set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
+        "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
+    endif()
+  endforeach()
+endif()

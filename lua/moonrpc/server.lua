@@ -231,10 +231,31 @@ function Server:auth(fn)
   end)
 end
 
---- Connections open and requests running.
+--- Serves the embedded registry on this server: the "Registry" service
+-- that `moonrpc://host:port` URLs talk to (TTL leases kept alive by the
+-- instances, watch by server push). `opts`: max_entries (default 100000),
+-- max_watches (10000), max_ttl (seconds, 86400).
+--
+--     local s = moonrpc.server()
+--     s:add_registry()
+--     s:serve("tcp@127.0.0.1:9000")  -- moonrpc://127.0.0.1:9000
+function Server:add_registry(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'add_registry' (table expected)", 2)
+  end
+  opts = opts or {}
+  local ok, code, msg = self.core:add_registry(opts.max_entries, opts.max_watches, opts.max_ttl)
+  if not ok then return nil, errors.new(code, msg) end
+  return self
+end
+
+--- Connections open and requests running; with a registry served, also
+-- its instances and watches.
 function Server:stats()
   local conns, inflight = self.core:stats()
-  return { conns = conns, inflight = inflight }
+  local instances, watches = self.core:registry_stats()
+  return { conns = conns, inflight = inflight, registry_instances = instances,
+           registry_watches = watches }
 end
 
 --- Graceful shutdown: stops listening, waits (up to `timeout` seconds,

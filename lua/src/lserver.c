@@ -26,6 +26,7 @@ typedef struct lserver_s {
   lmethod_t *methods;      /* owned; freed on close */
   int auth_ref;            /* the Lua auth wrapper, or LUA_NOREF */
   int done_id;             /* completion id for shutdown, 0 if none */
+  mrpc_regsrv_t *regsrv;   /* the embedded registry it serves, or NULL */
 } lserver_t;
 
 static lserver_t *check_server(lua_State *L) {
@@ -207,6 +208,8 @@ static int lmrpc_server_shutdown(lua_State *L) {
 static void server_close(lua_State *L, lserver_t *ls, int from_gc) {
   lmethod_t *m;
   if (!ls->srv) return;
+  if (ls->regsrv) mrpc_regsrv_close(ls->regsrv, NULL, NULL); /* before its server */
+  ls->regsrv = NULL;
   mrpc_server_close(ls->srv, NULL, NULL);
   ls->srv = NULL;
   if (ls->done_id && !from_gc) /* a shutdown in progress ends here */
@@ -347,7 +350,35 @@ static int lmrpc_req_meta(lua_State *L) {
   return 1;
 }
 
+/* server:add_registry(max_entries, max_watches, max_ttl): serves the
+ * embedded registry (the "Registry" service) on this server. */
+static int lmrpc_server_add_registry(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  mrpc_regsrv_opts_t o;
+  int r;
+  if (ls->regsrv) return luaL_error(L, "moonrpc: this server already serves a registry");
+  memset(&o, 0, sizeof o);
+  o.max_entries = (unsigned)luaL_optinteger(L, 2, 0);
+  o.max_watches = (unsigned)luaL_optinteger(L, 3, 0);
+  o.max_ttl_s = (unsigned)luaL_optinteger(L, 4, 0);
+  r = mrpc_regsrv_new(ls->ctx->loop, ls->srv, &o, &ls->regsrv);
+  if (r < 0) return lmrpc_push_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* server:registry_stats(): instances, watches (nil without a registry). */
+static int lmrpc_server_registry_stats(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  if (!ls->regsrv) return 0;
+  lua_pushinteger(L, (lua_Integer)mrpc_regsrv_count(ls->regsrv));
+  lua_pushinteger(L, (lua_Integer)mrpc_regsrv_watchers(ls->regsrv));
+  return 2;
+}
+
 static const luaL_Reg server_methods[] = {
+  {"add_registry", lmrpc_server_add_registry},
+  {"registry_stats", lmrpc_server_registry_stats},
   {"add", lmrpc_server_add},
   {"remove", lmrpc_server_remove},
   {"listen", lmrpc_server_listen},
