@@ -38,6 +38,7 @@ typedef struct conn_s {
   redisAsyncContext *ac; /* NULL once hiredis freed it (cleanup hook) */
   int events;
   int up;                /* the connection was established */
+  uint64_t up_at;        /* when, uv_now ms */
   redis_t *rr;
   watch_t *w;            /* the watch it subscribes for; NULL: commands */
 } conn_t;
@@ -89,6 +90,11 @@ struct watch_s {
 };
 
 enum { C_IDLE, C_WAIT, C_CONNECTING, C_UP, C_DOWN };
+
+/* A lost connection is retried at once only if it had lived a while; one
+ * that a peer accepts and drops (maxclients, a proxy without a backend)
+ * backs off like a refused one instead of being reopened in a loop. */
+#define LONG_LIVED_MS BACKOFF_MAX_MS
 
 struct redis_s {
   mrpc_registry_t *r;

@@ -223,8 +223,8 @@ static void on_cmd_connect(const redisAsyncContext *ac, int status) {
   op_t *op;
   if (status != REDIS_OK) return; /* the cleanup hook reports it */
   c->up = 1;
+  c->up_at = uv_now(rr->r->loop);
   rr->cstate = C_UP;
-  rr->backoff = 0;
   if (rr->closing) return; /* the close step deletes and disconnects */
   mrpc__redis_refresh(rr, 1); /* registers everything again */
   while (rr->cstate == C_UP && (op = rr->qhead)) {
@@ -253,8 +253,8 @@ static void cmd_gone(redis_t *rr, conn_t *c) {
     mrpc__redis_check_done(rr);
     return;
   }
-  if (c && c->up) { /* a lost connection: try again at once */
-    rr->backoff = 0;
+  if (c && c->up && uv_now(rr->r->loop) - c->up_at >= LONG_LIVED_MS) {
+    rr->backoff = 0; /* a lost connection: try again at once */
     if (rr->insts || rr->qhead) schedule(rr, 0);
     return;
   }

@@ -123,6 +123,7 @@ static void on_watch_connect(const redisAsyncContext *ac, int status) {
   size_t subl[2];
   if (status != REDIS_OK) return; /* the cleanup hook reports it */
   c->up = 1;
+  c->up_at = uv_now(c->rr->r->loop);
   if (w->dead) return;
   subl[0] = 10;
   subl[1] = strlen(w->pattern);
@@ -149,7 +150,7 @@ void mrpc__redis_watch_conn_gone(watch_t *w, conn_t *c) {
   w->subscribed = 0;
   w->dirty = 0;
   if (!w->dead) {
-    if (c->up) w->backoff = 0;
+    if (c->up && uv_now(w->rr->r->loop) - c->up_at >= LONG_LIVED_MS) w->backoff = 0;
     watch_retry(w);
   }
   watch_unref(w);

@@ -402,6 +402,54 @@ static void t_refused(void) {
   report("nothing listening: the error reaches the callback, no hang");
 }
 
+/* A peer that accepts and at once closes (Redis at maxclients, a proxy
+ * without a backend): the registry backs off as for a refused connection,
+ * instead of reconnecting in a loop. */
+static int drop_accepts;
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+static void on_drop_conn(uv_stream_t *srv, int status) {
+  uv_tcp_t *c = malloc(sizeof *c);
+  if (status < 0 || !c) {
+    free(c);
+    return;
+  }
+  uv_tcp_init(&loop, c);
+  if (uv_accept(srv, (uv_stream_t *)c) == 0) drop_accepts++;
+  uv_close((uv_handle_t *)c, free_handle);
+}
+
+static void t_dropping_peer(void) {
+  uv_tcp_t srv;
+  struct sockaddr_in sa;
+  struct sockaddr_storage ss;
+  int len = sizeof ss, closed = 0;
+  char u[128];
+  mrpc_registry_t *r;
+  done_t d = {0, 0};
+  uv_tcp_init(&loop, &srv);
+  srv.data = &closed;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  CHECK_EQ_INT(uv_tcp_bind(&srv, (const struct sockaddr *)&sa, 0), 0);
+  CHECK_EQ_INT(uv_listen((uv_stream_t *)&srv, 64, on_drop_conn), 0);
+  uv_tcp_getsockname(&srv, (struct sockaddr *)&ss, &len);
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d/dropping",
+           ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  drop_accepts = 0;
+  r = reg_open(u);
+  CHECK_EQ_INT(mrpc_registry_register(r, "Arith", "tcp@127.0.0.1:1", "", 2, on_done, &d), 0);
+  sleep_ms(2000);
+  /* Backoff 0.2, 0.4, 0.8 s...: a handful, where a loop made hundreds. */
+  if (drop_accepts > 12) fprintf(stderr, "    %d connections in 2 s\n", drop_accepts);
+  CHECK(drop_accepts >= 2 && drop_accepts <= 12);
+  reg_close(r);
+  CHECK_EQ_INT(d.n, 1);
+  uv_close((uv_handle_t *)&srv, NULL);
+  sleep_ms(0);
+  report("a peer that accepts and drops: reconnects back off, no storm");
+}
+
 int main(int argc, char **argv) {
   const char *d = getenv("MOONRPC_REDIS_DIR"), *s = getenv("MOONRPC_REDIS_SH");
   char *colon;
@@ -434,6 +482,7 @@ int main(int argc, char **argv) {
   t_close();
   t_close_watching();
   t_refused();
+  t_dropping_peer();
 
   if (r1) reg_close(r1);
   if (r2) reg_close(r2);
