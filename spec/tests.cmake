@@ -79,7 +79,7 @@ if(MRPC_BUILD_LUA)
       ENVIRONMENT "${MRPC_LUA_ENV};LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\\;\\;")
     if(MRPC_SANITIZE_TESTS)
       add_test(NAME lua_${name}_asan
-        COMMAND ${BUSTED} --lua=lua5.4 -o utfTerminal ${spec}
+        COMMAND ${CMAKE_SOURCE_DIR}/spec/run_asan.sh ${BUSTED} --lua=lua5.4 -o utfTerminal ${spec}
         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
       set_tests_properties(lua_${name}_asan PROPERTIES TIMEOUT 300
         ENVIRONMENT "${MRPC_LUA_ENV};LUA_CPATH=${CMAKE_BINARY_DIR}/lib-asan/?.so\\;\\;;LD_PRELOAD=${MRPC_LIBASAN} ${MRPC_LIBUBSAN};ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")

@@ -584,6 +584,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
 int mrpc_server_shutdown(mrpc_server_t *s, uint64_t timeout_ms,
                          mrpc_server_cb cb, void *udata) {
   if (s->closing || s->shutting) return MRPC_ECLOSED;
+  uv_update_time(s->loop); /* the host may have blocked: count from now */
   s->shutting = 1;
   s->shutdown_cb = cb;
   s->shutdown_udata = udata;
