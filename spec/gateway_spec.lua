@@ -17,15 +17,7 @@ local root = S.spec_dir .. "/.."
 local MOONRPC = root .. "/scripts/moonrpc"
 local ARITH = root .. "/examples/lua/arith_service.lua"
 
-local function backend_addr(var)
-  local dir = os.getenv(var)
-  if not dir then return nil end
-  local f = io.open(dir .. "/addr")
-  if not f then return nil end
-  local a = f:read("l")
-  f:close()
-  return a
-end
+local backend_addr = S.backend_addr
 
 local backends = {
   { name = "redis", addr = backend_addr("MOONRPC_REDIS_DIR") },
@@ -135,12 +127,7 @@ end
 
 for _, b in ipairs(backends) do
   describe("moonrpc gateway with " .. b.name, function()
-    if not b.addr then
-      it("needs a running " .. b.name, function()
-        pending("no " .. b.name .. " fixture (run through ctest: spec/" .. b.name .. ".cmake)")
-      end)
-      return
-    end
+    if S.pending_without(b) then return end
 
     local url, servers, gw, opened
     before_each(function()

@@ -17,14 +17,7 @@ local CLI = S.spec_dir .. "/../scripts/moonrpc"
 local INTERVAL, TIMEOUT, FALL = 0.2, 0.2, 2
 local NOWHERE = "redis://127.0.0.1:1/none" -- a registry never contacted
 
-local function backend_addr(var)
-  local dir = os.getenv(var)
-  local f = dir and io.open(dir .. "/addr")
-  if not f then return nil end
-  local a = f:read("l")
-  f:close()
-  return a
-end
+local backend_addr = S.backend_addr
 
 local backends = {
   { name = "etcd", addr = backend_addr("MOONRPC_ETCD_DIR") },
@@ -214,12 +207,7 @@ end)
 
 for _, b in ipairs(backends) do
   describe("registrar with " .. b.name, function()
-    if not b.addr then
-      it("needs a running " .. b.name, function()
-        pending("no " .. b.name .. " fixture (run through ctest: spec/" .. b.name .. ".cmake)")
-      end)
-      return
-    end
+    if S.pending_without(b) then return end
 
     local base, url, reg, cleanup, lines
     before_each(function()

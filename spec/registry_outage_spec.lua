@@ -7,14 +7,7 @@
 local moonrpc = require "moonrpc"
 local S = require "support"
 
-local function backend_addr(var)
-  local dir = os.getenv(var)
-  local f = dir and io.open(dir .. "/addr")
-  if not f then return nil end
-  local a = f:read("l")
-  f:close()
-  return a
-end
+local backend_addr = S.backend_addr
 
 -- The fixture scripts take a backend away and bring it back on its port
 -- (etcd keeps its data; Redis comes back empty and the registries register
@@ -46,12 +39,7 @@ end
 
 for _, b in ipairs(backends) do
   describe(b.name .. " registry outage", function()
-    if not b.addr then
-      it("needs a running " .. b.name, function()
-        pending("no " .. b.name .. " fixture (run through ctest: spec/" .. b.name .. ".cmake)")
-      end)
-      return
-    end
+    if S.pending_without(b) then return end
 
     local reg, opened, back
     before_each(function()

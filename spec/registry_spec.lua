@@ -10,15 +10,7 @@ local S = require "support"
 local here = debug.getinfo(1, "S").source:match("^@(.*)$"):match("^(.*)/[^/]*$") or "."
 local SERVER = here .. "/servers/registered_server.lua"
 
-local function backend_addr(var)
-  local dir = os.getenv(var)
-  if not dir then return nil end
-  local f = io.open(dir .. "/addr")
-  if not f then return nil end
-  local a = f:read("l")
-  f:close()
-  return a
-end
+local backend_addr = S.backend_addr
 
 local MOONRPC = here .. "/../scripts/moonrpc"
 local backends = {
@@ -65,12 +57,7 @@ for _, b in ipairs(backends) do
         b.addr = proc.host .. ":" .. proc.port
       end)
       teardown(function() proc.stop() end)
-    elseif not b.addr then
-      it("needs a running " .. b.name, function()
-        pending("no " .. b.name .. " fixture (run through ctest: spec/" .. b.name .. ".cmake)")
-      end)
-      return
-    end
+    elseif S.pending_without(b) then return end
 
     local url, reg, opened
     before_each(function()

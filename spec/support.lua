@@ -154,6 +154,29 @@ function M.spawn(script, ...)
   end
 end
 
+--- The address ("127.0.0.1:PORT") of the etcd or Redis that a ctest
+-- fixture started, from $VAR/addr (MOONRPC_ETCD_DIR, MOONRPC_REDIS_DIR);
+-- nil outside ctest.
+function M.backend_addr(var)
+  local dir = os.getenv(var)
+  local f = dir and io.open(dir .. "/addr")
+  if not f then return nil end
+  local a = f:read("l")
+  f:close()
+  return a
+end
+
+--- Inside a describe: when backend `b` ({name=, addr=}) has no fixture
+-- address, adds one pending test saying so and returns true (the caller
+-- then defines nothing else).
+function M.pending_without(b)
+  if b.addr then return false end
+  it("needs a running " .. b.name, function()
+    pending("no " .. b.name .. " fixture (run through ctest: spec/" .. b.name .. ".cmake)")
+  end)
+  return true
+end
+
 -- ---- raw sockets ----------------------------------------------------------------------
 
 --- A connected luasocket TCP with a timeout (seconds, default 2), or nil, err.

@@ -102,39 +102,19 @@ foreach(part etcd redis)
   endif()
 endforeach()
 
-# The Lua registry spec needs both servers.
-if(MRPC_BUILD_LUA AND TEST lua_registry_spec AND TEST etcd_start AND TEST redis_start)
-  foreach(t lua_registry_spec lua_registry_spec_asan)
-    if(TEST ${t})
-      set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
-      set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
-        "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
-    endif()
-  endforeach()
-endif()
-
-# The registrar and registry outage specs need both servers too (the outage
-# spec stops and restarts them through the fixture scripts).
-if(MRPC_BUILD_LUA AND TEST etcd_start AND TEST redis_start)
-  foreach(t lua_registrar_spec lua_registrar_spec_asan
-            lua_registry_outage_spec lua_registry_outage_spec_asan)
-    if(TEST ${t})
-      set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
-      set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
-        "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
-    endif()
-  endforeach()
-endif()
-
-# The gateway: its C tests (Redis for every scenario, etcd for a shorter
-# second run) and its spec (the command, against Redis and etcd).
+# The tests that need both servers. Those that stop and restart them (the
+# outage spec, through the fixture scripts) or count on them (the rest) hold
+# the resource lock, so they never overlap. The gateway's C tests run every
+# scenario over Redis and a shorter set over etcd.
 if(TEST etcd_start AND TEST redis_start)
-  foreach(t test_gateway test_gateway_asan test_gateway_http test_gateway_http_asan
-            lua_gateway_spec lua_gateway_spec_asan)
-    if(TEST ${t})
-      set_tests_properties(${t} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
-      set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT
-        "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
-    endif()
+  foreach(t lua_registry_spec lua_registrar_spec lua_registry_outage_spec lua_gateway_spec
+            test_gateway test_gateway_http)
+    foreach(v ${t} ${t}_asan)
+      if(TEST ${v})
+        set_tests_properties(${v} PROPERTIES FIXTURES_REQUIRED "etcd;redis" RESOURCE_LOCK "etcd;redis")
+        set_property(TEST ${v} APPEND PROPERTY ENVIRONMENT
+          "MOONRPC_ETCD_DIR=${CMAKE_BINARY_DIR}/etcd" "MOONRPC_REDIS_DIR=${CMAKE_BINARY_DIR}/redis")
+      endif()
+    endforeach()
   endforeach()
 endif()
