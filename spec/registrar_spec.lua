@@ -262,6 +262,9 @@ for _, b in ipairs(backends) do
       local host, port = b.addr:match("^(.*):(%d+)$")
       local cli = ("redis-cli -h %s -p %s "):format(host, port)
       local value = sh(cli .. S.shell_quote("GET") .. " " .. S.shell_quote(key)):match("^(.-)\n?$")
+      -- rpcx's Redis plugin (libkv) layout: {"Key":..., "Value": base64(meta), ...}
+      local b64 = value:match('"Value":"([^"]*)"')
+      if b64 then value = S.unbase64(b64) end
       return value ~= "" and value or nil, tonumber(sh(cli .. "TTL " .. S.shell_quote(key)):match("%d+"))
     end
 

@@ -154,6 +154,19 @@ function M.spawn(script, ...)
   end
 end
 
+--- Decodes standard base64.
+function M.unbase64(s)
+  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local bits = s:gsub("[^%w+/]", ""):gsub(".", function(c)
+    local v = abc:find(c, 1, true) - 1
+    local t = {}
+    for i = 5, 0, -1 do t[#t + 1] = (v >> i) & 1 end
+    return table.concat(t)
+  end)
+  return (bits:gsub("%d%d%d%d%d%d%d%d", function(b) return string.char(tonumber(b, 2)) end)
+              :gsub("%d+$", ""))
+end
+
 --- The address ("127.0.0.1:PORT") of the etcd or Redis that a ctest
 -- fixture started, from $VAR/addr (MOONRPC_ETCD_DIR, MOONRPC_REDIS_DIR);
 -- nil outside ctest.

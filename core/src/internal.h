@@ -13,5 +13,9 @@ int mrpc__sockname(const struct sockaddr_storage *ss, char *buf, size_t len);
 void mrpc__log(mrpc_log_fn fn, void *udata, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 char *mrpc__strndup(const char *s, size_t n);
+/* base64 (b64.c): fresh NUL-terminated strings; the decoder returns NULL
+ * for input that is not base64. */
+char *mrpc__b64_enc(const char *s, size_t n);
+char *mrpc__b64_dec(const char *s);
 
 #endif

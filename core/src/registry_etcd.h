@@ -86,9 +86,6 @@ static inline unsigned next_backoff(unsigned b) {
 /* Adds `name: base64(s[0..n))` to o. 0 or MRPC_ENOMEM. */
 int mrpc__etcd_add_b64(cJSON *o, const char *name, const char *s, size_t n);
 
-/* Decodes base64 into a fresh NUL-terminated string (free it); NULL if s
- * is not base64 or out of memory. */
-char *mrpc__etcd_b64_dec(const char *s);
 
 /* The JSON object of a successful answer (free it with cJSON_Delete), or
  * NULL with *err set: the transport's status, MRPC_EREMOTE for an HTTP

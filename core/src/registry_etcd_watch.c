@@ -46,7 +46,7 @@ static int report_range(const cJSON *j, const char *service, mrpc_reg_list_cb cb
   }
   cJSON_ArrayForEach(kv, kvs) {
     const char *k = mrpc__etcd_jstr(kv, "key"), *v = mrpc__etcd_jstr(kv, "value"), *slash;
-    char *key = k ? mrpc__etcd_b64_dec(k) : NULL, *val = mrpc__etcd_b64_dec(v ? v : "");
+    char *key = k ? mrpc__b64_dec(k) : NULL, *val = mrpc__b64_dec(v ? v : "");
     strs[2 * n] = key;
     strs[2 * n + 1] = val;
     if (!key || !val) {

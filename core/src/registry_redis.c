@@ -3,7 +3,9 @@
  * update, unregister and the refresh that keeps instances alive, list.
  *
  * Layout: one string key per instance, "base/Service/tcp@host:port", whose
- * value is the metadata. Registration is SET key meta EX ttl, repeated every
+ * value is what rpcx's Redis plugin (libkv) writes: the JSON
+ * {"Key":key,"Value":base64(metadata),"LastIndex":n}; plain values are
+ * read too. Registration is SET key meta EX ttl, repeated every
  * TTL/3 so that a dead process's key expires; update is the same SET;
  * unregister is DEL. A list is SCAN MATCH "base/Service/" + "*" then MGET.
  *
@@ -31,12 +33,17 @@ static int cmp_entry(const void *a, const void *b) {
 /* The MGET reply: the values of op->keys, NIL for keys gone meanwhile. */
 void mrpc__redis_list_values(op_t *op, redisReply *rep) {
   mrpc_reg_entry_t *l;
+  char **own; /* metadata decoded from libkv values */
   size_t i, n = 0;
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements != op->nkeys) {
     mrpc__redis_op_done(op, MRPC_EPROTO);
     return;
   }
-  if (!(l = calloc(op->nkeys, sizeof *l))) {
+  l = calloc(op->nkeys, sizeof *l);
+  own = calloc(op->nkeys, sizeof *own);
+  if (!l || !own) {
+    free(l);
+    free(own);
     mrpc__redis_op_done(op, MRPC_ENOMEM);
     return;
   }
@@ -45,11 +52,15 @@ void mrpc__redis_list_values(op_t *op, redisReply *rep) {
     if (v->type != REDIS_REPLY_STRING) continue;
     l[n].service = op->service;
     l[n].addr = op->keys[i] + op->plen;
-    l[n].meta = v->str;
+    /* libkv's JSON (what we and Go rpcx write), or a plain value */
+    own[n] = mrpc__redis_libkv_meta(v->str, v->len);
+    l[n].meta = own[n] ? own[n] : v->str;
     n++;
   }
   qsort(l, n, sizeof *l, cmp_entry);
   mrpc__redis_list_complete(op, 0, l, n);
+  for (i = 0; i < n; i++) free(own[i]);
+  free(own);
   free(l);
   mrpc__redis_op_free(op);
 }

@@ -96,6 +96,10 @@ enum { C_IDLE, C_WAIT, C_CONNECTING, C_UP, C_DOWN };
  * backs off like a refused one instead of being reopened in a loop. */
 #define LONG_LIVED_MS BACKOFF_MAX_MS
 
+/* The metadata in a libkv value (rpcx's Redis plugin: JSON with "Value"
+ * in base64), fresh; NULL when `v` is not one (a plain value). */
+char *mrpc__redis_libkv_meta(const char *v, size_t len);
+
 struct redis_s {
   mrpc_registry_t *r;
   char host[256];

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <cjson/cJSON.h>
 #include "registry_redis.h"
 
 static void cmd_gone(redis_t *rr, conn_t *c);
@@ -145,15 +146,44 @@ int mrpc__redis_send_argv(redis_t *rr, redisCallbackFn *fn, void *priv, int argc
   return redisAsyncCommandArgv(rr->cmd->ac, fn, priv, argc, argv, lens) == REDIS_OK ? 0 : -1;
 }
 
+/* rpcx's Redis plugin stores through libkv, whose value is the JSON of a
+ * KVPair: {"Key": key, "Value": base64(meta), "LastIndex": n}. Writing the
+ * same lets Go rpcx clients discover moonrpc servers in a shared Redis. */
+static char *libkv_value(redis_t *rr, const char *key, const char *meta) {
+  cJSON *o = cJSON_CreateObject();
+  char *enc = mrpc__b64_enc(meta, strlen(meta)), *out = NULL;
+  if (o && enc && cJSON_AddStringToObject(o, "Key", key) &&
+      cJSON_AddStringToObject(o, "Value", enc) &&
+      cJSON_AddNumberToObject(o, "LastIndex", (double)uv_now(rr->r->loop)))
+    out = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  free(enc);
+  return out;
+}
+
+char *mrpc__redis_libkv_meta(const char *v, size_t len) {
+  cJSON *o, *val;
+  char *meta = NULL;
+  if (len == 0 || v[0] != '{' || !(o = cJSON_ParseWithLength(v, len))) return NULL;
+  val = cJSON_GetObjectItemCaseSensitive(o, "Value");
+  if (cJSON_IsString(val)) meta = mrpc__b64_dec(val->valuestring);
+  else if (cJSON_IsNull(val)) meta = strdup("");
+  cJSON_Delete(o);
+  return meta;
+}
+
 int mrpc__redis_send_set(redis_t *rr, redisCallbackFn *fn, void *priv, const char *key,
                     const char *meta, unsigned ttl) {
-  char t[16];
-  const char *argv[5] = {"SET", key, meta, "EX", t};
+  char t[16], *value = libkv_value(rr, key, meta);
+  const char *argv[5] = {"SET", key, value, "EX", t};
   size_t lens[5];
-  int i;
+  int i, rc;
+  if (!value) return MRPC_ENOMEM;
   snprintf(t, sizeof t, "%u", ttl);
   for (i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
-  return mrpc__redis_send_argv(rr, fn, priv, 5, argv, lens);
+  rc = mrpc__redis_send_argv(rr, fn, priv, 5, argv, lens);
+  cJSON_free(value);
+  return rc;
 }
 
 int mrpc__redis_send_op(redis_t *rr, op_t *op) {

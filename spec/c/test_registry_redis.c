@@ -199,9 +199,13 @@ static void t_layout(void) {
   rcli(out, sizeof out, "--scan --pattern '%s/*'", base);
   CHECK(strstr(out, "/Arith/tcp@127.0.0.1:8972") != NULL);
   CHECK(strstr(out, "/Arith/tcp@127.0.0.1:8973") != NULL);
+  /* rpcx's Redis plugin writes through libkv: the JSON of a KVPair with
+   * the metadata in base64; Go rpcx clients read ours. */
   rcli(out, sizeof out, "GET '%s/Arith/tcp@127.0.0.1:8972'", base);
-  if (strcmp(out, "weight=10&group=a") != 0) fprintf(stderr, "    GET: %s\n", out);
-  CHECK(strcmp(out, "weight=10&group=a") == 0);
+  if (!strstr(out, "\"Value\":\"d2VpZ2h0PTEwJmdyb3VwPWE=\"")) fprintf(stderr, "    GET: %s\n", out);
+  CHECK(strstr(out, "\"Value\":\"d2VpZ2h0PTEwJmdyb3VwPWE=\"") != NULL); /* weight=10&group=a */
+  CHECK(strstr(out, "\"Key\":\"") != NULL && strstr(out, "/Arith/tcp@127.0.0.1:8972\"") != NULL);
+  CHECK(strstr(out, "\"LastIndex\":") != NULL);
   rcli(out, sizeof out, "TTL '%s/Arith/tcp@127.0.0.1:8972'", base);
   CHECK(atoi(out) > 0 && atoi(out) <= 2);
   report("the keys are base/Arith/tcp@host:port = meta, with a TTL");
@@ -216,6 +220,22 @@ static void t_refresh(void) {
   list(r1, &l);
   CHECK_EQ_INT(l.count, 2);
   report("the registry refreshes its keys before the TTL runs out");
+}
+
+static void t_foreign_values(void) {
+  char out[256];
+  lst_t l;
+  /* As Go rpcx's plugin writes it (its Key has the leading slash of a Go
+   * base path), and a plain value as older writers left it. */
+  rcli(out, sizeof out, "SET '%s/Arith/tcp@10.0.0.1:1' "
+       "'{\"Key\":\"/%s/Arith/tcp@10.0.0.1:1\",\"Value\":\"d2VpZ2h0PTcmZ3JvdXA9Z28=\",\"LastIndex\":77}' EX 30",
+       base, base);
+  rcli(out, sizeof out, "SET '%s/Arith/tcp@10.0.0.2:2' 'weight=1&plain=1' EX 30", base);
+  list(r1, &l);
+  CHECK(meta_of(&l, "tcp@10.0.0.1:1") && strcmp(meta_of(&l, "tcp@10.0.0.1:1"), "weight=7&group=go") == 0);
+  CHECK(meta_of(&l, "tcp@10.0.0.2:2") && strcmp(meta_of(&l, "tcp@10.0.0.2:2"), "weight=1&plain=1") == 0);
+  rcli(out, sizeof out, "DEL '%s/Arith/tcp@10.0.0.1:1' '%s/Arith/tcp@10.0.0.2:2'", base, base);
+  report("reads Go rpcx's libkv values and plain ones");
 }
 
 static void t_update(void) {
@@ -353,7 +373,7 @@ static void t_restart(void) {
   WAITT(wl.n > seen && meta_of(&wl, "tcp@127.0.0.1:8972"), 8000);
   CHECK_EQ_INT(wl.count, 1);
   rcli(out, sizeof out, "GET '%s/Arith/tcp@127.0.0.1:8972'", base);
-  CHECK(strcmp(out, "weight=30&group=a") == 0);
+  CHECK(strstr(out, "\"Value\":\"d2VpZ2h0PTMwJmdyb3VwPWE=\"") != NULL); /* weight=30&group=a */
   report("redis restarts: instances registered again, the watch reports again");
 }
 
@@ -474,6 +494,7 @@ int main(int argc, char **argv) {
   t_register_list();
   t_layout();
   t_refresh();
+  t_foreign_values();
   t_update();
   t_watch();
   t_unregister();
