@@ -118,3 +118,26 @@ int mrpc__json_to_msgpack(const cJSON *j, mrpc_buf_t *out, unsigned max_depth) {
   rc = pack(&pk, j, 1, max_depth);
   return rc < 0 ? (rc == -1 ? MRPC_ENOMEM : rc) : 0;
 }
+
+int mrpc__json_encode(const cJSON *o, int ser, mrpc_buf_t *pack, char **text, const char **p,
+                      size_t *n) {
+  *text = NULL;
+  if (ser == MRPC_SERIALIZE_MSGPACK) {
+    int rc;
+    pack->len = 0;
+    if ((rc = mrpc__json_to_msgpack(o, pack, 64)) < 0) return rc;
+    *p = pack->data;
+    *n = pack->len;
+    return 0;
+  }
+  if (!(*text = cJSON_PrintUnformatted(o))) return MRPC_ENOMEM;
+  *p = *text;
+  *n = strlen(*text);
+  return 0;
+}
+
+cJSON *mrpc__json_decode(const char *data, size_t len, int ser, unsigned max_depth) {
+  if (len == 0) return cJSON_CreateObject(); /* no arguments */
+  if (ser == MRPC_SERIALIZE_MSGPACK) return mrpc__msgpack_to_json(data, len, max_depth);
+  return cJSON_ParseWithLength(data, len);
+}

@@ -14,4 +14,14 @@ cJSON *mrpc__msgpack_to_json(const char *data, size_t len, unsigned max_depth);
  * integers, others as float64. 0, MRPC_EDEPTH or MRPC_ENOMEM. */
 int mrpc__json_to_msgpack(const cJSON *j, mrpc_buf_t *out, unsigned max_depth);
 
+/* A service's reply in the caller's codec: msgpack into `pack` (reused),
+ * else JSON text in *text (free it with cJSON_free; NULL for msgpack).
+ * *p, *n: the bytes to send. 0, MRPC_EDEPTH or MRPC_ENOMEM. */
+int mrpc__json_encode(const cJSON *o, int ser, mrpc_buf_t *pack, char **text, const char **p,
+                      size_t *n);
+
+/* A request's arguments in the caller's codec (msgpack, else JSON); no
+ * bytes are an empty object. NULL when they do not decode. */
+cJSON *mrpc__json_decode(const char *data, size_t len, int ser, unsigned max_depth);
+
 #endif

@@ -111,25 +111,6 @@ static void sweep_watchers(mrpc_regsrv_t *r) {
   }
 }
 
-/* Encodes `o` in codec `ser` (msgpack, else JSON): *p, *n point into
- * r->pack or into *text, which the caller frees with cJSON_free. */
-static int encode(mrpc_regsrv_t *r, const cJSON *o, int ser, char **text, const char **p,
-                  size_t *n) {
-  *text = NULL;
-  if (ser == MRPC_SERIALIZE_MSGPACK) {
-    int rc;
-    r->pack.len = 0;
-    if ((rc = mrpc__json_to_msgpack(o, &r->pack, 64)) < 0) return rc;
-    *p = r->pack.data;
-    *n = r->pack.len;
-    return 0;
-  }
-  if (!(*text = cJSON_PrintUnformatted(o))) return MRPC_ENOMEM;
-  *p = *text;
-  *n = strlen(*text);
-  return 0;
-}
-
 static int push_list(mrpc_regsrv_t *r, watcher_t *w) {
   cJSON *o = cJSON_CreateObject();
   char *text;
@@ -139,7 +120,7 @@ static int push_list(mrpc_regsrv_t *r, watcher_t *w) {
   cJSON_AddStringToObject(o, "watch", w->id);
   cJSON_AddItemToObject(o, "instances", instances(r, w->base, w->service));
   memset(&f, 0, sizeof f);
-  if ((rc = encode(r, o, w->ser, &text, &f.payload, &f.payload_len)) == 0) {
+  if ((rc = mrpc__json_encode(o, w->ser, &r->pack, &text, &f.payload, &f.payload_len)) == 0) {
     f.path = SERVICE_NAME;
     f.path_len = sizeof SERVICE_NAME - 1;
     f.method = "Changed";
@@ -439,11 +420,7 @@ static void handle(mrpc_req_t *req, void *udata) {
     mrpc_req_error(req, "registry: payloads are JSON or msgpack", NULL, 0, NULL, 0);
     return;
   }
-  if (f->payload_len == 0) c.in = cJSON_CreateObject(); /* no arguments */
-  else if (ser == MRPC_SERIALIZE_MSGPACK)
-    c.in = mrpc__msgpack_to_json(f->payload, f->payload_len, mrpc_req_limits(req)->max_depth);
-  else
-    c.in = cJSON_ParseWithLength(f->payload, f->payload_len);
+  c.in = mrpc__json_decode(f->payload, f->payload_len, ser, mrpc_req_limits(req)->max_depth);
   if (!cJSON_IsObject(c.in)) {
     cJSON_Delete(c.in);
     mrpc_req_error(req, ser == MRPC_SERIALIZE_MSGPACK
@@ -454,7 +431,7 @@ static void handle(mrpc_req_t *req, void *udata) {
   }
   if (!(c.out = cJSON_CreateObject())) c.err = "registry: out of memory";
   else methods[i].fn(&c);
-  if (c.err || encode(c.r, c.out, ser, &text, &p, &n) < 0)
+  if (c.err || mrpc__json_encode(c.out, ser, &c.r->pack, &text, &p, &n) < 0)
     mrpc_req_error(req, c.err ? c.err : "registry: out of memory", NULL, 0, NULL, 0);
   else
     mrpc_req_reply(req, p, n, NULL, 0);

@@ -62,6 +62,16 @@ int mrpc_server_register(mrpc_server_t *s, const char *service,
   return 0;
 }
 
+int mrpc_server_set_metadata(mrpc_server_t *s, const char *service, const char *meta) {
+  service_t *v = service ? find_service(s, service, strlen(service)) : NULL;
+  char *m;
+  if (!v) return MRPC_ENOSERVICE;
+  if (!(m = mrpc__strndup(meta ? meta : "", meta ? strlen(meta) : 0))) return MRPC_ENOMEM;
+  free(v->meta);
+  v->meta = m;
+  return 0;
+}
+
 void mrpc_server_set_auth(mrpc_server_t *s, mrpc_auth_fn fn, void *udata) {
   s->opts.auth = fn;
   s->opts.auth_udata = udata;
@@ -75,6 +85,7 @@ static void free_service(service_t *v) {
     free(m);
   }
   free(v->name);
+  free(v->meta);
   free(v);
 }
 
@@ -456,6 +467,10 @@ int mrpc_server_new(uv_loop_t *loop, const mrpc_server_opts_t *opts,
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   s->live = 1; /* the timer */
+  if (!s->opts.no_reflection && mrpc__reflection_add(s) < 0) {
+    mrpc_server_close(s, NULL, NULL);
+    return MRPC_ENOMEM;
+  }
   *out = s;
   return 0;
 }

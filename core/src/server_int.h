@@ -19,7 +19,8 @@ typedef struct method_s {
 } method_t;
 
 typedef struct service_s {
-  char *name;
+  char *name; /* first: reflection sorts by it */
+  char *meta; /* rpcx metadata, for reflection; NULL: none */
   method_t *methods;
   struct service_s *next;
 } service_t;
@@ -89,5 +90,8 @@ struct mrpc_server_s {
 /* Drops a reference to a connection / the server; the last frees it. */
 void mrpc__conn_unref(conn_t *c);
 void mrpc__server_unref(mrpc_server_t *s);
+
+/* Adds the reflection service (reflect.c). */
+int mrpc__reflection_add(mrpc_server_t *s);
 
 #endif

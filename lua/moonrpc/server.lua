@@ -168,6 +168,7 @@ function Server:register(name, handlers, metadata)
   end
   if #methods == 0 then error("register: '" .. name .. "' has no functions", 2) end
   table.sort(methods)
+  self.core:set_metadata(name, metadata or "")
   self.services[name] = { methods = methods, metadata = metadata or "" }
   if self.announced then self:_announce(name) end -- already serving
   return self

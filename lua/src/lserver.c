@@ -376,7 +376,17 @@ static int lmrpc_server_registry_stats(lua_State *L) {
   return 2;
 }
 
+/* server:set_metadata(service, meta): what reflection reports. */
+static int lmrpc_server_set_metadata(lua_State *L) {
+  lserver_t *ls = check_server(L);
+  int r = mrpc_server_set_metadata(ls->srv, luaL_checkstring(L, 2), luaL_optstring(L, 3, ""));
+  if (r < 0) return lmrpc_push_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static const luaL_Reg server_methods[] = {
+  {"set_metadata", lmrpc_server_set_metadata},
   {"add_registry", lmrpc_server_add_registry},
   {"registry_stats", lmrpc_server_registry_stats},
   {"add", lmrpc_server_add},

@@ -1,8 +1,9 @@
 /* test_transport_conn.c: what a host does with a server's connections
  * beyond answering requests: server push to a held connection (rpcx's
  * SendMessage), the fallback handler for services not registered (what a
- * gateway forwards), and the foreign hook that lets one port answer a
- * protocol other than rpcx (HTTP) while rpcx clients keep working.
+ * gateway forwards), the foreign hook that lets one port answer a
+ * protocol other than rpcx (HTTP) while rpcx clients keep working, and the
+ * reflection service every server answers.
  *
  * Same harness as the other transport tests (transport_harness.h): one
  * loop owned by the test, every callback counted, every handle closed and
@@ -273,10 +274,56 @@ static void test_foreign(void) {
   report("foreign hook: HTTP bytes on the rpcx port, rpcx clients unaffected");
 }
 
+/* ---- 4. reflection ---------------------------------------------------------- */
+
+static void test_reflection(void) {
+  srv_t v, w;
+  mrpc_server_opts_t o;
+  mrpc_client_t *c, *d;
+  rec_t a = {0}, b = {0}, m = {0};
+  mrpc_call_args_t args;
+
+  begin();
+  srv_start(&v, NULL, "127.0.0.1:0");
+  CHECK_EQ_INT(mrpc_server_set_metadata(v.s, "Echo", "weight=3&group=a"), 0);
+  CHECK_EQ_INT(mrpc_server_set_metadata(v.s, "Nope", "x"), MRPC_ENOSERVICE);
+  c = cli_new(v.addr, NULL);
+  memset(&args, 0, sizeof args);
+  args.service = "Reflection";
+  args.method = "Services";
+  args.serialize = MRPC_SERIALIZE_JSON;
+  CHECK_EQ_INT(mrpc_client_call(c, &args, on_call, &a, NULL), 0);
+  args.serialize = MRPC_SERIALIZE_MSGPACK;
+  CHECK_EQ_INT(mrpc_client_call(c, &args, on_call, &m, NULL), 0);
+  WAIT(a.n == 1 && m.n == 1);
+  CHECK_BUF(a.payload, "{\"services\":[{\"name\":\"Echo\",\"methods\":[\"Echo\",\"Fail\",\"Hold\","
+                       "\"Kill\",\"Later\"],\"metadata\":\"weight=3&group=a\"}]}");
+  CHECK(m.payload.len > 10 && (unsigned char)m.payload.data[0] == 0x81); /* a msgpack map */
+  /* Turned off: rpcx's answer for a service that is not there. */
+  memset(&o, 0, sizeof o);
+  o.no_reflection = 1;
+  srv_start(&w, &o, "127.0.0.1:0");
+  d = cli_new(w.addr, NULL);
+  args.serialize = MRPC_SERIALIZE_JSON;
+  CHECK_EQ_INT(mrpc_client_call(d, &args, on_call, &b, NULL), 0);
+  WAIT(b.n == 1);
+  CHECK_BUF(b.err, "rpcx: can't find service Reflection");
+  cli_close(c);
+  cli_close(d);
+  srv_close(&v);
+  srv_close(&w);
+  drain();
+  rec_free(&a);
+  rec_free(&b);
+  rec_free(&m);
+  report("reflection: services, sorted methods and metadata, JSON or msgpack; off on request");
+}
+
 int main(void) {
   harness_start();
   test_push();
   test_fallback();
   test_foreign();
+  test_reflection();
   return harness_finish();
 }

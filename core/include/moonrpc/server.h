@@ -55,7 +55,14 @@ typedef struct mrpc_server_opts_s {
   void *auth_udata;
   mrpc_log_fn log;        /* NULL: logs go to stderr */
   void *log_udata;
+  int no_reflection;      /* 1: do not answer Reflection.Services */
 } mrpc_server_opts_t;
+
+/* The reflection service every server answers unless opts.no_reflection:
+ * "Reflection.Services", no arguments, replies in the caller's codec
+ * (msgpack or JSON) with {services: [{name, methods: [sorted names],
+ * metadata}]}, every service but itself, sorted by name. */
+#define MRPC_REFLECTION_SERVICE "Reflection"
 
 /* Creates a server on `loop` (which the host owns and runs). `opts` may be
  * NULL. The server owns its memory until mrpc_server_close's callback.
@@ -67,6 +74,11 @@ int mrpc_server_new(uv_loop_t *loop, const mrpc_server_opts_t *opts,
  * the same pair again replaces the handler. 0, MRPC_EINVAL or MRPC_ENOMEM. */
 int mrpc_server_register(mrpc_server_t *s, const char *service,
                          const char *method, mrpc_handler_fn fn, void *udata);
+
+/* Sets the rpcx metadata ("weight=10&group=a") that reflection reports for
+ * a registered service; copied. 0, MRPC_ENOSERVICE or MRPC_ENOMEM. */
+int mrpc_server_set_metadata(mrpc_server_t *s, const char *service,
+                             const char *meta);
 
 /* Installs (or with fn NULL removes) the auth hook after creation. */
 void mrpc_server_set_auth(mrpc_server_t *s, mrpc_auth_fn fn, void *udata);
