@@ -19,6 +19,11 @@ function M.getopts(args, flags)
       if not args[i + 1] then M.die(2, "option --", name, " needs a value") end
       opts[name] = args[i + 1]
       i = i + 2
+    elseif name and flags[name] == "multi" then -- repeatable: a list
+      if not args[i + 1] then M.die(2, "option --", name, " needs a value") end
+      opts[name] = opts[name] or {}
+      table.insert(opts[name], args[i + 1])
+      i = i + 2
     elseif name and flags[name] == "flag" then
       opts[name] = true
       i = i + 1

@@ -1,0 +1,105 @@
+-- spec/cli_spec.lua: `moonrpc call` and `moonrpc list` run as a user runs
+-- them, against live servers (the Lua Arith service, the embedded
+-- registry): their output and their documented exit codes (0 success,
+-- 1 remote error, 2 usage, 3 transport or timeout).
+
+local S = require "support"
+
+local MOONRPC = S.spec_dir .. "/../scripts/moonrpc"
+local ARITH = S.spec_dir .. "/../examples/lua/arith_service.lua"
+
+-- Runs `moonrpc ARGS...`; returns stdout, stderr, exit code.
+local function run(...)
+  local parts = { "lua5.4", S.shell_quote(MOONRPC) }
+  for i = 1, select("#", ...) do parts[#parts + 1] = S.shell_quote((select(i, ...))) end
+  local err = os.tmpname()
+  local p = assert(io.popen(table.concat(parts, " ") .. " 2>" .. err .. "; echo \"rc=$?\""))
+  local out = p:read("a")
+  p:close()
+  local stderr = S.read_all(err) or ""
+  os.remove(err)
+  local body, rc = out:match("^(.-)rc=(%d+)\n$")
+  return body, stderr, tonumber(rc)
+end
+
+describe("moonrpc call and list", function()
+  local reg, arith, url
+  setup(function()
+    reg = S.spawn(MOONRPC, "registry", "--listen", "tcp@127.0.0.1:0")
+    url = "moonrpc://" .. reg.host .. ":" .. reg.port
+    arith = S.spawn(MOONRPC, "serve", ARITH, "--listen", "tcp@127.0.0.1:0", "--registry", url)
+  end)
+  teardown(function()
+    arith.stop()
+    reg.stop()
+  end)
+
+  it("calls with a Lua literal or JSON and prints the reply", function()
+    local out, _, rc = run("call", arith.addr, "Arith.Mul", "{A = 7, B = 8}")
+    assert.are.equal(0, rc)
+    assert.are.equal("{\n  C = 56\n}\n", out)
+    out, _, rc = run("call", arith.addr, "Arith.Mul", '{"A": 6, "B": 7}', "--json")
+    assert.are.equal(0, rc)
+    assert.are.equal('{"C":42}\n', out)
+  end)
+
+  it("finds the service through a registry, sends metadata, prints the reply's", function()
+    local out, err, rc = run("call", "--registry", url, "Arith.Mul", "{A = 2, B = 3}",
+                             "--meta", "trace=abc", "--meta", "user=7")
+    assert.are.equal(0, rc, err)
+    assert.matches("C = 6", out, 1, true)
+    assert.matches('served_by = "' .. arith.addr .. '"', err, 1, true)
+  end)
+
+  it("exits 1 on a remote error, 3 on transport failure or timeout, 2 on misuse", function()
+    local _, err, rc = run("call", arith.addr, "Arith.Div", "{A = 1, B = 0}")
+    assert.are.equal(1, rc)
+    assert.matches("EREMOTE: divide by zero", err, 1, true)
+    _, err, rc = run("call", S.dead_port(), "Arith.Mul", "{}")
+    assert.are.equal(3, rc)
+    assert.matches("ECONNREFUSED", err, 1, true)
+    _, err, rc = run("call", arith.addr, "Arith.SlowMul", "{A = 1, B = 1, ms = 2000}", "--timeout", "0.2")
+    assert.are.equal(3, rc)
+    assert.matches("ETIMEDOUT", err, 1, true)
+    _, err, rc = run("call", "--registry", url, "Nope.X")
+    assert.are.equal(3, rc)
+    assert.matches("no instance of Nope", err, 1, true)
+    for _, bad in ipairs {
+      { "call", arith.addr },
+      { "call", arith.addr, "NoDot" },
+      { "call", arith.addr, "Arith.Mul", "{A = ", },
+      { "call", arith.addr, "Arith.Mul", "{}", "--meta", "novalue" },
+      { "call", arith.addr, "Arith.Mul", "--bogus" },
+    } do
+      _, err, rc = run(table.unpack(bad))
+      assert.are.equal(2, rc, table.concat(bad, " ") .. ": " .. err)
+    end
+  end)
+
+  it("prints help with examples for every command", function()
+    for _, cmd in ipairs { "call", "list", "registry", "registrar", "gateway", "run" } do
+      local out, err, rc = run(cmd, "--help")
+      assert.are.equal(0, rc, cmd .. ": " .. err)
+      assert.matches("usage: moonrpc " .. cmd, out, 1, true)
+      assert.matches("example", out, 1, true)
+    end
+  end)
+
+  it("lists a server's services and methods through reflection", function()
+    local out, err, rc = run("list", arith.addr)
+    assert.are.equal(0, rc, err)
+    assert.are.equal("Arith\n  Arith.Div\n  Arith.Mul\n  Arith.SlowMul\n", out)
+  end)
+
+  it("lists a registry's services and instances with their metadata", function()
+    local out, err, rc = run("list", "--registry", url)
+    assert.are.equal(0, rc, err)
+    assert.are.equal("Arith\n  " .. arith.addr .. "\n", out)
+    out, err, rc = run("list", "--registry", url, "Arith", "Nope")
+    assert.are.equal(0, rc, err)
+    assert.are.equal("Arith\n  " .. arith.addr .. "\nNope\n  (no instance)\n", out)
+    _, err, rc = run("list", "--registry", "etcd://127.0.0.1:1/x")
+    assert.are.equal(2, rc)
+    assert.matches("name the services", err, 1, true)
+  end)
+end)
