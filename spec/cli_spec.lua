@@ -77,12 +77,17 @@ describe("moonrpc call and list", function()
   end)
 
   it("prints help with examples for every command", function()
-    for _, cmd in ipairs { "call", "list", "registry", "registrar", "gateway", "run" } do
+    for _, cmd in ipairs { "serve", "call", "list", "registry", "registrar", "gateway", "run", "echo" } do
       local out, err, rc = run(cmd, "--help")
       assert.are.equal(0, rc, cmd .. ": " .. err)
       assert.matches("usage: moonrpc " .. cmd, out, 1, true)
       assert.matches("example", out, 1, true)
     end
+    local out, _, rc = run("--help")
+    assert.are.equal(0, rc)
+    assert.matches("moonrpc COMMAND --help", out, 1, true)
+    _, _, rc = run("nosuchcommand")
+    assert.are.equal(2, rc)
   end)
 
   it("lists a server's services and methods through reflection", function()

@@ -1,0 +1,36 @@
+-- moonrpc echo: the Echo.Echo service that `moonrpc bench` calls.
+
+local USAGE = [[
+usage: moonrpc echo [--lua] [--listen ADDR]
+
+Serves Echo.Echo, which sends back what it gets, for benchmarks: with a C
+handler (the moonrpc-echo program, default) or with a Lua handler (--lua),
+on ADDR (default tcp@127.0.0.1:8972).
+
+examples:
+  moonrpc echo --listen tcp@127.0.0.1:8972 &
+  moonrpc bench --addr tcp@127.0.0.1:8972 -c 100 -d 5
+  moonrpc echo --lua --listen tcp@127.0.0.1:8973
+]]
+
+return function(args, util)
+  local die, getopts, find_exe, exec = util.die, util.getopts, util.find_exe, util.exec
+  local opts = getopts(args, { listen = "value", lua = "flag", help = "flag" })
+  if opts.help then io.write(USAGE); os.exit(0) end
+  local listen = opts.listen or "tcp@127.0.0.1:8972"
+  if not opts.lua then exec(find_exe("moonrpc-echo"), { "--listen", listen }) end
+  local moonrpc = require "moonrpc"
+  local s = moonrpc.server()
+  -- Go's []byte echo: msgpack bin and raw bytes come back unchanged; a JSON
+  -- value is sent back as it came.
+  s:register("Echo", { Echo = function(ctx, args)
+    if ctx.serialize == "json" or type(args) ~= "string" then return args end
+    return moonrpc.bin(args)
+  end })
+  local addr, e = s:serve(listen)
+  if not addr then die(3, tostring(e)) end
+  io.write("listening on ", addr, " (Lua handler)\n")
+  io.stdout:flush()
+  moonrpc.run()
+end
+
