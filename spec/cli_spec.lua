@@ -77,7 +77,7 @@ describe("moonrpc call and list", function()
   end)
 
   it("prints help with examples for every command", function()
-    for _, cmd in ipairs { "serve", "call", "list", "registry", "registrar", "gateway", "run", "echo" } do
+    for _, cmd in ipairs { "serve", "call", "list", "registry", "registrar", "gateway", "run", "echo", "repl" } do
       local out, err, rc = run(cmd, "--help")
       assert.are.equal(0, rc, cmd .. ": " .. err)
       assert.matches("usage: moonrpc " .. cmd, out, 1, true)

@@ -392,6 +392,7 @@ int luaopen_moonrpc_core(lua_State *L) {
   lmrpc_selector_open(L);
   lmrpc_registry_open_lib(L);
   lmrpc_signal_open(L);
+  lmrpc_edit_open(L);
   lua_newtable(L); /* the named limits and their defaults */
   set_int(L, "max_frame", MRPC_DEFAULT_MAX_FRAME);
   set_int(L, "max_meta_pairs", MRPC_DEFAULT_MAX_META_PAIRS);

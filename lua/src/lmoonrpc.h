@@ -79,5 +79,6 @@ void lmrpc_client_open(lua_State *L);
 void lmrpc_selector_open(lua_State *L);
 void lmrpc_registry_open_lib(lua_State *L);
 void lmrpc_signal_open(lua_State *L);
+void lmrpc_edit_open(lua_State *L);
 
 #endif

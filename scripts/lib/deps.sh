@@ -7,6 +7,7 @@ MOONRPC_PACKAGES=(
   lua5.4 liblua5.4-dev
   libuv1-dev libmsgpack-dev zlib1g-dev libcjson-dev
   libcurl4-openssl-dev libhiredis-dev
+  libedit-dev
   lua-busted lua-socket lua-dkjson
   etcd-server etcd-client redis-server
 )

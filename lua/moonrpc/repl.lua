@@ -1,0 +1,452 @@
+--- moonrpc.repl: the interactive shell behind `moonrpc repl`.
+--
+-- A line is one of:
+--
+--     Arith.Mul{A = 7, B = 8}      call Service.Method on the target, print the reply
+--     Arith.Mul({A = 7, B = 8})    the same
+--     go Arith.SlowMul{...}        start the call; "[1] started", and its reply
+--                                  prints when it arrives ("[1] Arith.SlowMul -> ...")
+--     =expr, or an expression      plain Lua: its values are printed
+--     anything else                plain Lua (moonrpc is in scope)
+--
+-- A name that is not a Lua global and starts with a capital letter is a
+-- service: in plain Lua, `r, err = Arith.Mul{A = 1, B = 2}` calls too.
+-- Errors print as "error CODE: message". Ctrl-C cancels the call in
+-- progress (or interrupts Lua code that waits in the loop) and returns to
+-- the prompt; at the prompt it clears the line. Ctrl-D exits.
+--
+-- The line editing is lua/src/ledit.c (libedit); without a terminal, lines
+-- are read from stdin as they come. Everything but the terminal is here so
+-- that it can be tested without one.
+-- @module moonrpc.repl
+
+local moonrpc = require "moonrpc"
+local core = require "moonrpc.core"
+local sched = require "moonrpc.sched"
+local errors = require "moonrpc.errors"
+
+local M = {}
+
+-- ---- rendering ------------------------------------------------------------------
+
+local function is_text(s)
+  return utf8.len(s) ~= nil and not s:find("[%z\1-\8\11\12\14-\31\127]")
+end
+
+local function hex(s)
+  local shown = #s > 256 and s:sub(1, 256) or s
+  local h = shown:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+  if #s > 256 then h = h .. "..." end
+  return "<hex " .. h .. " (" .. #s .. " bytes)>"
+end
+
+local function sort_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    local ta, tb = type(a), type(b)
+    if ta == tb and (ta == "number" or ta == "string") then return a < b end
+    return ta < tb
+  end)
+  return keys
+end
+
+local function is_array(t, keys)
+  for i, k in ipairs(keys) do
+    if k ~= i then return false end
+  end
+  return true
+end
+
+--- Renders a value for people: tables as Lua literals with nested tables
+-- indented (short tables of plain values on one line), strings quoted,
+-- binary strings (not UTF-8, or with control bytes) as hex, and
+-- moonrpc.null as null.
+function M.render(v, indent, seen)
+  indent, seen = indent or "", seen or {}
+  if v == moonrpc.null then return "null" end
+  local t = type(v)
+  if t == "string" then
+    if is_text(v) then return (string.format("%q", v):gsub("\\\n", "\\n")) end
+    return hex(v)
+  end
+  if errors.is(v) then return "error " .. tostring(v) end
+  if t ~= "table" then return tostring(v) end
+  if seen[v] then return "<cycle>" end
+  seen[v] = true
+  local keys = sort_keys(v)
+  if #keys == 0 then seen[v] = nil; return "{}" end
+  local array = is_array(v, keys)
+  local parts, flat = {}, true
+  local inner = indent .. "  "
+  for i, k in ipairs(keys) do
+    local val = v[k]
+    if type(val) == "table" and val ~= moonrpc.null and next(val) ~= nil then flat = false end
+    local r = M.render(val, inner, seen)
+    if array then
+      parts[i] = r
+    else
+      local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or ("[" .. M.render(k) .. "]")
+      parts[i] = key .. " = " .. r
+    end
+  end
+  seen[v] = nil
+  local one = "{ " .. table.concat(parts, ", ") .. " }"
+  if flat and #one + #indent <= 72 and not one:find("\n") then return one end
+  return "{\n" .. inner .. table.concat(parts, ",\n" .. inner) .. "\n" .. indent .. "}"
+end
+
+--- The text of an error for the user: "error CODE: message".
+function M.error_text(err)
+  if errors.is(err) then return "error " .. tostring(err) end
+  if type(err) == "table" and err.code then
+    return "error " .. tostring(err.code) .. ": " .. tostring(err.message)
+  end
+  return "error: " .. tostring(err)
+end
+
+-- ---- parsing ---------------------------------------------------------------------
+
+--- Splits a call line. Returns service, method, argument source (may be
+-- "") and whether it starts with `go`; nil when the line is not a call.
+-- `is_global(name)` says whether a name is a Lua value (then
+-- `string.format(...)` stays plain Lua).
+function M.parse_call(line, is_global)
+  local rest = line:match("^%s*go%s+(.*)$")
+  local go = rest ~= nil
+  rest = rest or line
+  local service, method, args = rest:match("^%s*([%a_][%w_]*)%.([%a_][%w_]*)%s*(.-)%s*;?%s*$")
+  if not service or (is_global and is_global(service)) then return nil end
+  if args ~= "" and not args:match("^[{(\"']") and not args:match("^%[=*%[") then return nil end
+  if args:match("^%(") then
+    local inner = args:match("^%((.*)%)$")
+    if not inner then return nil end
+    args = inner
+  end
+  return service, method, args, go
+end
+
+-- ---- the shell --------------------------------------------------------------------
+
+local Repl = {}
+Repl.__index = Repl
+
+--- A shell. `opts`: addr (peer to peer) or registry (a URL or an open
+-- registry), timeout (seconds per call, default 10), write (function(text)
+-- for output; default: stdout, above the prompt when there is one).
+function M.new(opts)
+  local self = setmetatable({
+    opts = opts, timeout = opts.timeout or 10, clients = {}, jobs = 0,
+    services = {}, -- name -> { methods = {...} } for completion
+    write = opts.write,
+  }, Repl)
+  if not self.write then
+    self.write = function(text) io.write(text, text:sub(-1) == "\n" and "" or "\n"); io.stdout:flush() end
+  end
+  if opts.registry then
+    local reg = opts.registry
+    if type(reg) == "string" then
+      local err
+      reg, err = moonrpc.registry(reg)
+      if not reg then return nil, err end
+    end
+    self.reg = reg
+  else
+    self.disc = moonrpc.peer2peer(opts.addr or "tcp@127.0.0.1:8972")
+  end
+  self.env = self:_env()
+  return self
+end
+
+function Repl:_env()
+  local env = { moonrpc = moonrpc, null = moonrpc.null, repl = self }
+  return setmetatable(env, { __index = function(_, name)
+    local v = _G[name]
+    if v ~= nil then return v end
+    if type(name) == "string" and (name:match("^%u") or self.services[name]) then
+      return self:service(name)
+    end
+  end })
+end
+
+--- The xclient of `service` on the target (made on first use).
+function Repl:client(service)
+  local xc = self.clients[service]
+  if xc then return xc end
+  if self.reg then
+    xc = moonrpc.xclient(service, moonrpc.Failover, moonrpc.RoundRobin,
+                         moonrpc.registry_discovery(self.reg, nil, service), { timeout = self.timeout })
+  else
+    xc = moonrpc.xclient(service, moonrpc.Failtry, moonrpc.RandomSelect, self.disc, { timeout = self.timeout })
+  end
+  self.clients[service] = xc
+  return xc
+end
+
+--- Calls service.method and waits; Ctrl-C (self:interrupt()) ends the wait
+-- with ECANCELED. Returns reply, err, meta.
+function Repl:call(service, method, args)
+  local call = self:client(service):go(method, args)
+  self:_learn(service, method)
+  self.current = call
+  local ok, reply, err, meta = pcall(call.wait, call)
+  self.current = nil
+  if not ok then call:discard(); error(reply, 0) end
+  return reply, err, meta
+end
+
+--- A table standing for `service`: service.Method(args) calls.
+function Repl:service(name)
+  return setmetatable({}, {
+    __index = function(_, method)
+      return function(args) return self:call(name, method, args) end
+    end,
+    __tostring = function() return "<service " .. name .. ">" end,
+  })
+end
+
+function Repl:_learn(service, method)
+  local s = self.services[service]
+  if not s then
+    s = { methods = {} }
+    self.services[service] = s
+  end
+  if method then
+    for _, m in ipairs(s.methods) do if m == method then return end end
+    s.methods[#s.methods + 1] = method
+    table.sort(s.methods)
+  end
+end
+
+local function reflect(xc, into)
+  local reply = xc:call("Services", nil, { timeout = 2, retries = 0 })
+  if type(reply) ~= "table" or type(reply.services) ~= "table" then return false end
+  for _, s in ipairs(reply.services) do
+    if type(s) == "table" and type(s.name) == "string" then
+      into(s.name, type(s.methods) == "table" and s.methods or {})
+    end
+  end
+  return true
+end
+
+--- Learns the services and methods of the target for completion: from
+-- Reflection.Services (every moonrpc server answers it); failing that (a
+-- Go rpcx server) from the embedded registry's list of every instance.
+-- Names the user calls are learned as they are called.
+function Repl:refresh()
+  local function into(name, methods)
+    self:_learn(name)
+    for _, m in ipairs(methods) do
+      if type(m) == "string" then self:_learn(name, m) end
+    end
+  end
+  if not self.reg then
+    local xc = moonrpc.xclient("Reflection", moonrpc.Failfast, moonrpc.RandomSelect, self.disc)
+    reflect(xc, into)
+    xc:close()
+    return
+  end
+  -- With a registry: every service it lists, then each instance's own view.
+  local url = self.opts.registry
+  local host = type(url) == "string" and url:match("^moonrpc://([^/]+)")
+  if not host then return end
+  local base = url:match("^moonrpc://[^/]+/(.+)$") or "rpcx"
+  local xc = moonrpc.xclient("Registry", moonrpc.Failfast, moonrpc.RandomSelect,
+                             moonrpc.peer2peer("tcp@" .. host))
+  local reply = xc:call("List", { base = base }, { timeout = 2, retries = 0 })
+  xc:close()
+  local addrs, seen = {}, {}
+  for _, inst in ipairs(type(reply) == "table" and reply.instances or {}) do
+    if type(inst.service) == "string" then self:_learn(inst.service) end
+    if type(inst.addr) == "string" and not seen[inst.addr] and #addrs < 8 then
+      seen[inst.addr] = true
+      addrs[#addrs + 1] = inst.addr
+    end
+  end
+  for _, a in ipairs(addrs) do
+    local r = moonrpc.xclient("Reflection", moonrpc.Failfast, moonrpc.RandomSelect, moonrpc.peer2peer(a))
+    reflect(r, into)
+    r:close()
+  end
+end
+
+--- Completion candidates for the word `text` (libedit's word: it ends at
+-- byte `finish` of `line`): "Service." for service names, then
+-- "Service.Method", and Lua globals.
+function Repl:complete(text, line, start, finish)
+  local out = {}
+  local svc, prefix = text:match("^([%a_][%w_]*)%.([%w_]*)$")
+  if svc and self.services[svc] then
+    for _, m in ipairs(self.services[svc].methods) do
+      if m:sub(1, #prefix) == prefix then out[#out + 1] = svc .. "." .. m end
+    end
+    return out
+  end
+  if svc and type(_G[svc]) == "table" then
+    for k in pairs(_G[svc]) do
+      if type(k) == "string" and k:sub(1, #prefix) == prefix then out[#out + 1] = svc .. "." .. k end
+    end
+    table.sort(out)
+    return out
+  end
+  for name in pairs(self.services) do
+    if name:sub(1, #text) == text then out[#out + 1] = name .. "." end
+  end
+  table.sort(out)
+  if #out > 0 or text == "" then return out end
+  for name in pairs(_G) do
+    if type(name) == "string" and name:sub(1, #text) == text then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out
+end
+
+-- ---- evaluating lines ----------------------------------------------------------------
+
+local function eval_args(self, src)
+  if src == "" then return true, nil end
+  local chunk, err = load("return " .. src, "=args", "t", self.env)
+  if not chunk then return false, err end
+  return pcall(chunk)
+end
+
+--- Starts service.method with `go`; prints "[n] started" now and the
+-- result when it arrives.
+function Repl:go(service, method, args)
+  self.jobs = self.jobs + 1
+  local n = self.jobs
+  local call = self:client(service):go(method, args)
+  self:_learn(service, method)
+  self.write(string.format("[%d] started", n))
+  self.pending = (self.pending or 0) + 1
+  moonrpc.spawn(function()
+    local reply, err = call:wait()
+    self.pending = self.pending - 1
+    local head = string.format("[%d] %s.%s -> ", n, service, method)
+    if err then self.write(head .. M.error_text(err))
+    else self.write(head .. M.render(reply)) end
+  end)
+end
+
+local function print_values(self, t)
+  if t.n == 0 then return end
+  local parts = {}
+  for i = 1, t.n do parts[i] = M.render(t[i]) end
+  self.write(table.concat(parts, "\t"))
+end
+
+--- Runs one line and writes what it gives. Never raises.
+function Repl:eval(line)
+  if line:match("^%s*$") then return end
+  local service, method, argsrc, go = M.parse_call(line, function(name)
+    return rawget(self.env, name) ~= nil or _G[name] ~= nil
+  end)
+  if service then
+    local ok, args = eval_args(self, argsrc)
+    if not ok then return self.write(M.error_text(args)) end
+    if go then return self:go(service, method, args) end
+    local ok2, reply, err = pcall(self.call, self, service, method, args)
+    if not ok2 then return self.write(M.error_text(reply)) end
+    if err then return self.write(M.error_text(err)) end
+    return self.write(M.render(reply))
+  end
+  if line:match("^%s*go%s") then
+    return self.write("error: go needs a call: go Service.Method{...}")
+  end
+  local src = line:gsub("^%s*=", "return ")
+  local chunk = load("return " .. src, "=stdin", "t", self.env)
+  local err
+  if not chunk then chunk, err = load(src, "=stdin", "t", self.env) end
+  if not chunk then return self.write(M.error_text(err)) end
+  local r = table.pack(xpcall(chunk, function(e)
+    if type(e) == "string" then return e end
+    return e
+  end))
+  if not r[1] then return self.write(M.error_text(r[2])) end
+  print_values(self, table.pack(table.unpack(r, 2, r.n)))
+end
+
+--- Ctrl-C while a line runs: the call in progress ends with ECANCELED;
+-- Lua code waiting in the loop gets an "interrupted" error at its next
+-- step outside a callback.
+function Repl:interrupt(main)
+  if self.current then
+    self.current:discard()
+    return
+  end
+  debug.sethook(main, function()
+    if core.in_callback() then return end
+    debug.sethook(main)
+    error("interrupted", 0)
+  end, "", 1)
+  core.stop()
+end
+
+-- ---- the terminal ------------------------------------------------------------------------
+
+--- Reads lines and evaluates them until end of input. With `edit` (a
+-- terminal), through libedit with completion and history; `history`
+-- names the history file.
+function Repl:run(history)
+  local tty = core.edit_isatty()
+  local prompt = "moonrpc> "
+  local main = coroutine.running()
+  local state = "idle" -- "prompt" while reading a line, "busy" while running one
+  if tty then
+    if history then core.edit_history_load(history) end
+    core.edit_completer(function(text, line, start, finish)
+      return self:complete(text, line, start, finish)
+    end)
+    self.write = function(text) core.edit_print(text) end
+  end
+  local sig = moonrpc.signal("SIGINT", function()
+    if state == "prompt" then
+      core.edit_clear()
+    elseif state == "busy" then
+      if tty then io.write("\n"); io.stdout:flush() end -- after the terminal's ^C
+      self:interrupt(main)
+    end
+  end)
+  -- A line from the terminal, read on the loop (go replies print meanwhile);
+  -- nil at Ctrl-D. Without a terminal, a line from stdin.
+  local function read_line()
+    if not tty then return io.read("l") end
+    local got, line = false, nil
+    local id = sched.listen(function(l) got, line = true, l end)
+    core.edit_start(prompt, id)
+    state = "prompt"
+    local ok, err = pcall(sched.block_until, function() return got end)
+    state = "idle"
+    sched.unlisten(id)
+    if not ok then core.edit_stop(); error(err, 0) end
+    return line
+  end
+  while true do
+    local line = read_line()
+    if line == nil then break end
+    if tty and line:match("%S") then
+      core.edit_history_add(line)
+      if history then core.edit_history_save(history) end
+    end
+    state = "busy"
+    local ok, err = pcall(self.eval, self, line)
+    debug.sethook(main)
+    state = "idle"
+    if not ok then self.write(M.error_text(err)) end
+  end
+  if tty then io.write("\n") end
+  -- Without a terminal, input may end before the replies of `go` calls.
+  if not tty and (self.pending or 0) > 0 then
+    pcall(sched.block_until, function() return self.pending == 0 end, self.timeout + 1)
+  end
+  if sig then sig.stop() end
+  self:close()
+end
+
+function Repl:close()
+  for _, xc in pairs(self.clients) do xc:close() end
+  self.clients = {}
+  if self.reg and type(self.opts.registry) == "string" then self.reg:close() end
+end
+
+return M
