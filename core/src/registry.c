@@ -64,7 +64,8 @@ const char *mrpc_registry_base(const mrpc_registry_t *r) { return r->base; }
 int mrpc__reg_key(const mrpc_registry_t *r, const char *service, const char *addr,
                   char *buf, size_t len) {
   int n = addr ? snprintf(buf, len, "%s/%s/%s", r->base, service, addr)
-               : snprintf(buf, len, "%s/%s/", r->base, service);
+          : *service ? snprintf(buf, len, "%s/%s/", r->base, service)
+                     : snprintf(buf, len, "%s/", r->base); /* every service */
   return (n < 0 || (size_t)n >= len) ? MRPC_EINVAL : 0;
 }
 
@@ -97,7 +98,7 @@ int mrpc_registry_unregister(mrpc_registry_t *r, const char *service, const char
 
 int mrpc_registry_list(mrpc_registry_t *r, const char *service, mrpc_reg_list_cb cb,
                        void *udata) {
-  int rc = check_names(service, NULL);
+  int rc = service && !*service ? 0 : check_names(service, NULL);
   if (rc < 0 || !cb) return MRPC_EINVAL;
   return r->ops->list(r, service, cb, udata);
 }

@@ -40,15 +40,15 @@ static int report_range(const cJSON *j, const char *service, mrpc_reg_list_cb cb
   size_t n = 0, cap = kvs ? (size_t)cJSON_GetArraySize(kvs) : 0, i;
   int rc = 0;
   if (kvs && !cJSON_IsArray(kvs)) return MRPC_EPROTO;
-  if (cap && (!(list = calloc(cap, sizeof *list)) || !(strs = calloc(cap * 2, sizeof *strs)))) {
+  if (cap && (!(list = calloc(cap, sizeof *list)) || !(strs = calloc(cap * 3, sizeof *strs)))) {
     free(list);
     return MRPC_ENOMEM;
   }
   cJSON_ArrayForEach(kv, kvs) {
     const char *k = mrpc__etcd_jstr(kv, "key"), *v = mrpc__etcd_jstr(kv, "value"), *slash;
     char *key = k ? mrpc__b64_dec(k) : NULL, *val = mrpc__b64_dec(v ? v : "");
-    strs[2 * n] = key;
-    strs[2 * n + 1] = val;
+    strs[3 * n] = key;
+    strs[3 * n + 1] = val;
     if (!key || !val) {
       rc = MRPC_EPROTO;
       n++;
@@ -56,12 +56,22 @@ static int report_range(const cJSON *j, const char *service, mrpc_reg_list_cb cb
     }
     slash = strrchr(key, '/');
     list[n].service = service;
+    if (!*service) { /* every service: base/Service/addr names it */
+      const char *p = slash;
+      while (p && p > key && p[-1] != '/') p--;
+      if (!p || !(strs[3 * n + 2] = mrpc__strndup(p, (size_t)(slash - p)))) {
+        rc = p ? MRPC_ENOMEM : MRPC_EPROTO;
+        n++;
+        break;
+      }
+      list[n].service = strs[3 * n + 2];
+    }
     list[n].addr = slash ? slash + 1 : key;
     list[n].meta = val;
     n++;
   }
   if (rc == 0) cb(0, list, n, udata);
-  for (i = 0; i < 2 * n; i++) free(strs[i]);
+  for (i = 0; i < 3 * n; i++) free(strs[i]);
   free(strs);
   free(list);
   return rc;
@@ -83,7 +93,9 @@ static void on_listed(int status, long code, const char *body, size_t len, void 
   cJSON *j = mrpc__etcd_answer(status, code, body, len, &err);
   o->req = NULL;
   UNLINK(e->ops, o);
-  if (j) err = report_range(j, service_of(o->key, buf, sizeof buf), o->lcb, o->udata);
+  /* The key "base/" lists every service. */
+  if (j) err = report_range(j, strlen(o->key) == strlen(e->r->base) + 1 ? ""
+                                : service_of(o->key, buf, sizeof buf), o->lcb, o->udata);
   if (err < 0) o->lcb(err, NULL, 0, o->udata);
   cJSON_Delete(j);
   mrpc__etcd_op_free(o);

@@ -27,7 +27,9 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static int cmp_entry(const void *a, const void *b) {
-  return strcmp(((const mrpc_reg_entry_t *)a)->addr, ((const mrpc_reg_entry_t *)b)->addr);
+  const mrpc_reg_entry_t *x = a, *y = b;
+  int c = strcmp(x->service, y->service);
+  return c ? c : strcmp(x->addr, y->addr);
 }
 
 /* The MGET reply: the values of op->keys, NIL for keys gone meanwhile. */
@@ -40,7 +42,7 @@ void mrpc__redis_list_values(op_t *op, redisReply *rep) {
     return;
   }
   l = calloc(op->nkeys, sizeof *l);
-  own = calloc(op->nkeys, sizeof *own);
+  own = calloc(op->nkeys * 2, sizeof *own); /* metadata, service names */
   if (!l || !own) {
     free(l);
     free(own);
@@ -52,6 +54,16 @@ void mrpc__redis_list_values(op_t *op, redisReply *rep) {
     if (v->type != REDIS_REPLY_STRING) continue;
     l[n].service = op->service;
     l[n].addr = op->keys[i] + op->plen;
+    if (!*op->service) { /* every service: "Service/addr" after the base */
+      const char *slash = strchr(l[n].addr, '/');
+      if (!slash || !(own[op->nkeys + n] = mrpc__strndup(l[n].addr, (size_t)(slash - l[n].addr)))) {
+        free(own[n]); /* not an instance key, or no memory: skip it */
+        own[n] = NULL;
+        continue;
+      }
+      l[n].service = own[op->nkeys + n];
+      l[n].addr = slash + 1;
+    }
     /* libkv's JSON (what we and Go rpcx write), or a plain value */
     own[n] = mrpc__redis_libkv_meta(v->str, v->len);
     l[n].meta = own[n] ? own[n] : v->str;
@@ -59,7 +71,10 @@ void mrpc__redis_list_values(op_t *op, redisReply *rep) {
   }
   qsort(l, n, sizeof *l, cmp_entry);
   mrpc__redis_list_complete(op, 0, l, n);
-  for (i = 0; i < n; i++) free(own[i]);
+  for (i = 0; i < n; i++) {
+    free(own[i]);
+    free(own[op->nkeys + i]);
+  }
   free(own);
   free(l);
   mrpc__redis_op_free(op);

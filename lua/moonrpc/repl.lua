@@ -246,17 +246,11 @@ function Repl:refresh()
     xc:close()
     return
   end
-  -- With a registry: every service it lists, then each instance's own view.
-  local url = self.opts.registry
-  local host = type(url) == "string" and url:match("^moonrpc://([^/]+)")
-  if not host then return end
-  local base = url:match("^moonrpc://[^/]+/(.+)$") or "rpcx"
-  local xc = moonrpc.xclient("Registry", moonrpc.Failfast, moonrpc.RandomSelect,
-                             moonrpc.peer2peer("tcp@" .. host))
-  local reply = xc:call("List", { base = base }, { timeout = 2, retries = 0 })
-  xc:close()
+  -- With a registry: every service it lists (any backend: "" lists every
+  -- service under the base path), then each instance's own view.
+  local list = self.reg:list("")
   local addrs, seen = {}, {}
-  for _, inst in ipairs(type(reply) == "table" and reply.instances or {}) do
+  for _, inst in ipairs(type(list) == "table" and list or {}) do
     if type(inst.service) == "string" then self:_learn(inst.service) end
     if type(inst.addr) == "string" and not seen[inst.addr] and #addrs < 8 then
       seen[inst.addr] = true

@@ -231,7 +231,23 @@ int main(int argc, char **argv) {
   CHECK(strcmp(l.meta[0], "weight=10&group=a") == 0);
   CHECK(strcmp(l.addr[1], "tcp@127.0.0.1:8973") == 0);
   CHECK(strcmp(l.meta[1], "weight=20&group=b") == 0);
-  report("register two instances: list returns both with their metadata");
+  {
+    /* "" lists every service under the base path, each entry naming its
+     * own service. */
+    done_t d3 = {0, -1}, d4 = {0, -1};
+    CHECK_EQ_INT(mrpc_registry_register(r1, "Echo", "tcp@127.0.0.1:9999", "x=1", 2, on_done, &d3), 0);
+    WAIT(d3.n == 1);
+    memset(&l, 0, sizeof l);
+    CHECK_EQ_INT(mrpc_registry_list(r1, "", on_list, &l), 0);
+    WAIT(l.n > 0);
+    CHECK_EQ_INT(l.count, 3);
+    CHECK(strcmp(l.service[0], "Arith") == 0 && strcmp(l.addr[0], "tcp@127.0.0.1:8972") == 0);
+    CHECK(strcmp(l.service[2], "Echo") == 0 && strcmp(l.addr[2], "tcp@127.0.0.1:9999") == 0);
+    CHECK(strcmp(l.meta[2], "x=1") == 0);
+    CHECK_EQ_INT(mrpc_registry_unregister(r1, "Echo", "tcp@127.0.0.1:9999", on_done, &d4), 0);
+    WAIT(d4.n == 1);
+  }
+  report("register two instances: list returns both with their metadata; \"\" lists every service");
 
   /* 3 */
   snprintf(cmd, sizeof cmd, "etcdctl --endpoints %s get --prefix %s/ 2>&1", addr, base);

@@ -236,7 +236,17 @@ static void t_register_list(void) {
   CHECK(meta_of(&l, "tcp@127.0.0.1:8973") && strcmp(meta_of(&l, "tcp@127.0.0.1:8973"), "weight=20&group=b") == 0);
   CHECK_EQ_INT(mrpc_registry_register(r1, "Arith", "tcp@127.0.0.1:8972", "", 1, on_done, NULL),
                MRPC_EBUSY); /* already registered through this object */
-  report("register two instances, list returns both");
+  /* "" lists every service under the base path; the entries name theirs
+   * (on_list checks that it is Arith). */
+  memset(&l, 0, sizeof l);
+  in_call = 1;
+  CHECK_EQ_INT(mrpc_registry_list(r1, "", on_list, &l), 0);
+  in_call = 0;
+  WAIT(l.n > 0);
+  CHECK_EQ_INT(l.status, 0);
+  CHECK_EQ_INT(l.count, 2);
+  CHECK(meta_of(&l, "tcp@127.0.0.1:8973") != NULL);
+  report("register two instances, list returns both; \"\" lists every service");
 }
 
 static void t_protocol(void) {

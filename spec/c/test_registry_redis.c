@@ -191,7 +191,17 @@ static void t_register_list(void) {
   CHECK_EQ_INT(l.count, 2);
   CHECK(meta_of(&l, "tcp@127.0.0.1:8972") && strcmp(meta_of(&l, "tcp@127.0.0.1:8972"), "weight=10&group=a") == 0);
   CHECK(meta_of(&l, "tcp@127.0.0.1:8973") && strcmp(meta_of(&l, "tcp@127.0.0.1:8973"), "weight=20&group=b") == 0);
-  report("register two instances, list returns both");
+  /* "" lists every service under the base path; the entries name theirs
+   * (on_list checks that it is Arith). */
+  memset(&l, 0, sizeof l);
+  in_call = 1;
+  CHECK_EQ_INT(mrpc_registry_list(r1, "", on_list, &l), 0);
+  in_call = 0;
+  WAIT(l.n > 0);
+  CHECK_EQ_INT(l.status, 0);
+  CHECK_EQ_INT(l.count, 2);
+  CHECK(meta_of(&l, "tcp@127.0.0.1:8973") != NULL);
+  report("register two instances, list returns both; \"\" lists every service");
 }
 
 static void t_layout(void) {

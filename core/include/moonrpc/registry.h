@@ -69,7 +69,8 @@ int mrpc_registry_update(mrpc_registry_t *r, const char *service,
 int mrpc_registry_unregister(mrpc_registry_t *r, const char *service,
                              const char *addr, mrpc_reg_cb cb, void *udata);
 
-/* Reads the current instances of `service`. */
+/* Reads the current instances of `service`; "" reads every instance of
+ * every service under the base path (each entry's `service` tells). */
 int mrpc_registry_list(mrpc_registry_t *r, const char *service,
                        mrpc_reg_list_cb cb, void *udata);
 

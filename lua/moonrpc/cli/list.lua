@@ -8,9 +8,8 @@ usage: moonrpc list ADDR
 With ADDR: the services of that server, their methods and metadata, from
 the Reflection.Services call every moonrpc server answers (a Go rpcx
 server has none: the command says so and exits 3).
-With --registry: the instances of each SERVICE and their metadata. The
-embedded registry (moonrpc://) also lists every service when none is
-named; etcd and Redis need the names.
+With --registry: the instances of each SERVICE, or of every service under
+the registry's base path when none is named, with their metadata.
 
 options:
   --timeout S   seconds before giving up (default 5)
@@ -71,17 +70,11 @@ return function(args, util)
   if not reg then util.die(2, tostring(err)) end
   local by_service = {}
   if #pos == 0 then
-    local hostport, base = opts.registry:match("^moonrpc://([^/]+)/?(.*)$")
-    if not hostport then
-      util.die(2, "name the services to list: only the embedded registry (moonrpc://) ",
-               "lists them all")
-    end
-    local reply, e = call(moonrpc, "tcp@" .. hostport, "Registry", "List",
-                          { base = base ~= "" and base or nil }, timeout)
-    if not reply then util.die(3, tostring(e)) end
-    for _, inst in ipairs(reply.instances or {}) do
+    local list, e = reg:list("") -- every service under the base path
+    if not list then util.die(3, tostring(e)) end
+    for _, inst in ipairs(list) do
       by_service[inst.service] = by_service[inst.service] or {}
-      table.insert(by_service[inst.service], { addr = inst.addr, meta = inst.meta or "" })
+      table.insert(by_service[inst.service], { addr = inst.addr, meta = inst.metadata or "" })
     end
   else
     for _, service in ipairs(pos) do
