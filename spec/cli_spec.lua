@@ -107,4 +107,44 @@ describe("moonrpc call and list", function()
     assert.are.equal(3, rc) -- nothing listens there
     assert.matches("ECONNREFUSED", err, 1, true)
   end)
+
+  it("serve stops gracefully on SIGTERM: unregisters, exits 0", function()
+    local log = os.tmpname()
+    local script = ([[
+      lua5.4 %s serve %s --listen tcp@127.0.0.1:0 --registry %s > %s 2>&1 &
+      p=$!
+      for i in $(seq 100); do grep -q "listening on" %s && break; sleep 0.05; done
+      lua5.4 %s list --registry %s Arith | grep -c tcp@
+      kill -TERM $p; wait $p; echo "rc=$?"
+      lua5.4 %s list --registry %s Arith | grep -c tcp@]]):format(
+      S.shell_quote(MOONRPC), S.shell_quote(ARITH), url, log, log,
+      S.shell_quote(MOONRPC), url, S.shell_quote(MOONRPC), url)
+    local p = assert(io.popen("sh -c " .. S.shell_quote(script)))
+    local out = p:read("a")
+    p:close()
+    local output = S.read_all(log) or ""
+    os.remove(log)
+    -- the shared Arith plus the new one, then only the shared one
+    assert.are.equal("2\nrc=0\n1\n", out, output)
+    assert.matches("SIGTERM: shutting down", output, 1, true)
+  end)
+
+  it("run executes a script with moonrpc on its paths and its arguments", function()
+    local f = os.tmpname()
+    local h = assert(io.open(f, "w"))
+    h:write([[
+      local moonrpc = require "moonrpc"
+      local addr, a, b = ...
+      local xc = moonrpc.xclient("Arith", moonrpc.Failfast, moonrpc.RandomSelect, moonrpc.peer2peer(addr))
+      local r = assert(xc:call("Mul", { A = tonumber(a), B = tonumber(b) }))
+      print(arg[0] ~= nil, r.C)
+      xc:close()
+    ]])
+    h:close()
+    local out, err, rc = run("run", f, arith.addr, "6", "9")
+    os.remove(f)
+    assert.are.equal(0, rc, err)
+    assert.are.equal("true\t54\n", out)
+  end)
 end)
+
