@@ -94,14 +94,7 @@ nodes = function(count)
 end
 
 --- A loopback TCP address nobody listens on (connections are refused).
-dead_addr = function()
-  local s = moonrpc.server()
-  s:register("X", { f = function() end })
-  local addr = assert(s:serve("tcp", "127.0.0.1:0"))
-  s:close()
-  moonrpc.sleep(0.01)
-  return addr
-end
+dead_addr = S.dead_port
 
 --- The discovery entries of `list` (nodes or address strings), with
 -- metadata meta(i, n) when given.

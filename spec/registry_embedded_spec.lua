@@ -92,13 +92,7 @@ describe("embedded registry", function()
     local reg = S.spawn(MOONRPC, "registry", "--listen", "tcp@127.0.0.1:0")
     opened[#opened + 1] = function() reg.stop() end
     local url = "moonrpc://" .. reg.host .. ":" .. reg.port
-    local servers = {}
-    for i = 1, 3 do
-      local s = moonrpc.server{ registry = url, ttl = 2 }
-      opened[#opened + 1] = function() s:close() end
-      s:register("Arith", { Who = function() return i end })
-      servers[i] = s
-    end
+    local servers = S.who_servers(url, 2, 3, opened)
     local a1 = assert(servers[1]:serve("tcp@127.0.0.1:0"))
     local a2 = assert(servers[2]:serve("tcp@127.0.0.1:0"))
     local d = assert(moonrpc.registry_discovery(url, nil, "Arith"))

@@ -54,13 +54,7 @@ for _, b in ipairs(backends) do
     end)
 
     it("keeps calling on the last list while it is away, and resyncs when it is back", function()
-      local servers = {}
-      for i = 1, 2 do
-        local s = moonrpc.server{ registry = reg, ttl = 3 }
-        opened[#opened + 1] = function() s:close() end
-        s:register("Arith", { Who = function() return i end })
-        servers[i] = s
-      end
+      local servers = S.who_servers(reg, 3, 2, opened)
       local addr1 = assert(servers[1]:serve("tcp", "127.0.0.1:0"))
       local d = assert(moonrpc.registry_discovery(reg, nil, "Arith"))
       opened[#opened + 1] = function() d.watch.stop() end

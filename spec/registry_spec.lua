@@ -84,13 +84,7 @@ for _, b in ipairs(backends) do
     end)
 
     it("feeds an xclient through registry_discovery and follows new instances", function()
-      local servers = {}
-      for i = 1, 2 do
-        local s = moonrpc.server{ registry = reg, ttl = 5 }
-        opened[#opened + 1] = function() s:close() end
-        s:register("Arith", { Who = function() return i end })
-        servers[i] = s
-      end
+      local servers = S.who_servers(reg, 5, 2, opened)
       assert(servers[1]:serve("tcp", "127.0.0.1:0"))
       local d = assert(moonrpc.registry_discovery(reg, nil, "Arith"))
       opened[#opened + 1] = function() d.watch.stop() end

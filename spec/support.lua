@@ -403,6 +403,22 @@ function M.eventually(pred, seconds)
   return true
 end
 
+--- `count` servers that register themselves in `registry` (an object or
+-- a URL) with a lease of `ttl` seconds, each serving Arith.Who, which
+-- answers its index. Not listening yet: serve them when the spec needs.
+-- Their close goes into `opened`, the spec's list of things to close.
+function M.who_servers(registry, ttl, count, opened)
+  local moonrpc = require "moonrpc"
+  local servers = {}
+  for i = 1, count do
+    local s = moonrpc.server{ registry = registry, ttl = ttl }
+    opened[#opened + 1] = function() s:close() end
+    s:register("Arith", { Who = function() return i end })
+    servers[i] = s
+  end
+  return servers
+end
+
 --- A TCP address with nobody listening on it (a server was there a moment ago).
 function M.dead_port()
   local moonrpc = require "moonrpc"
