@@ -420,12 +420,18 @@ static int m_open(mrpc_registry_t *r, const char *host, int port) {
   return 0;
 }
 
+static minst_t *find_inst(mreg_t *m, const char *service, const char *addr) {
+  minst_t *i;
+  for (i = m->insts; i; i = i->next)
+    if (strcmp(i->service, service) == 0 && strcmp(i->addr, addr) == 0) return i;
+  return NULL;
+}
+
 static int m_reg(mrpc_registry_t *r, const char *service, const char *addr, const char *meta,
                  unsigned ttl_s, mrpc_reg_cb cb, void *udata) {
   mreg_t *m = r->backend;
   minst_t *i;
-  for (i = m->insts; i; i = i->next)
-    if (strcmp(i->service, service) == 0 && strcmp(i->addr, addr) == 0) return MRPC_EBUSY;
+  if (find_inst(m, service, addr)) return MRPC_EBUSY;
   if (!(i = calloc(1, sizeof *i)) || !(i->service = strdup(service)) ||
       !(i->addr = strdup(addr)) || !(i->meta = strdup(meta))) {
     if (i) inst_free(i);
@@ -444,13 +450,6 @@ static int m_reg(mrpc_registry_t *r, const char *service, const char *addr, cons
   }
   schedule(m, m->backoff ? m->backoff : tick_ms(m));
   return 0;
-}
-
-static minst_t *find_inst(mreg_t *m, const char *service, const char *addr) {
-  minst_t *i;
-  for (i = m->insts; i; i = i->next)
-    if (strcmp(i->service, service) == 0 && strcmp(i->addr, addr) == 0) return i;
-  return NULL;
 }
 
 static int m_update(mrpc_registry_t *r, const char *service, const char *addr,

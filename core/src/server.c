@@ -178,14 +178,8 @@ void mrpc_req_set_data(mrpc_req_t *r, void *d) { r->data = d; }
 void *mrpc_req_get_data(const mrpc_req_t *r) { return r->data; }
 
 int mrpc_req_remote(const mrpc_req_t *r, char *buf, size_t len) {
-  conn_t *c = r->conn;
-  int rc;
-  if (!c || c->closed) return MRPC_ECONNLOST;
-  if (!c->peer[0] && (rc = mrpc__stream_peer(&c->st, c->peer, sizeof c->peer)) < 0)
-    return rc;
-  if (strlen(c->peer) >= len) return UV_ENOBUFS;
-  strcpy(buf, c->peer);
-  return 0;
+  if (!r->conn || r->conn->closed) return MRPC_ECONNLOST;
+  return mrpc__conn_peer(r->conn, buf, len);
 }
 
 /* Encodes the answer to `r` into its connection's output. The header is the

@@ -27,14 +27,18 @@ void mrpc_conn_set_data(mrpc_conn_t *c, void *data) { c->data = data; }
 void *mrpc_conn_get_data(const mrpc_conn_t *c) { return c->data; }
 mrpc_server_t *mrpc_conn_server(const mrpc_conn_t *c) { return c->srv; }
 
-int mrpc_conn_peer(mrpc_conn_t *c, char *buf, size_t len) {
+int mrpc__conn_peer(conn_t *c, char *buf, size_t len) {
   int rc;
-  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
   if (!c->peer[0] && (rc = mrpc__stream_peer(&c->st, c->peer, sizeof c->peer)) < 0)
     return rc;
   if (strlen(c->peer) >= len) return UV_ENOBUFS;
   strcpy(buf, c->peer);
   return 0;
+}
+
+int mrpc_conn_peer(mrpc_conn_t *c, char *buf, size_t len) {
+  if (!mrpc_conn_is_open(c)) return MRPC_ECONNLOST;
+  return mrpc__conn_peer(c, buf, len);
 }
 
 int mrpc_conn_push(mrpc_conn_t *c, const mrpc_frame_t *msg, int gzip) {

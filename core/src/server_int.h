@@ -91,6 +91,10 @@ struct mrpc_server_s {
 void mrpc__conn_unref(conn_t *c);
 void mrpc__server_unref(mrpc_server_t *s);
 
+/* The peer's address, looked up once and cached in c->peer (the caller
+ * checks that the connection is there). */
+int mrpc__conn_peer(conn_t *c, char *buf, size_t len);
+
 /* Adds the reflection service (reflect.c). */
 int mrpc__reflection_add(mrpc_server_t *s);
 
