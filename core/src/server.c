@@ -193,7 +193,7 @@ static int answer(mrpc_req_t *r, const char *err, size_t err_len,
   mrpc_meta_t small[SMALL_META], *all = small;
   mrpc_frame_t f;
   int rc, gz = mrpc_frame_compress(q) == MRPC_COMPRESS_GZIP;
-  if (c->closed || c->st.closing || c->st.failed) return MRPC_ECONNLOST;
+  if (!mrpc__conn_writable(c)) return MRPC_ECONNLOST;
   memset(&f, 0, sizeof f);
   f.version = q->version;
   f.flags = (uint8_t)((q->flags | MRPC_FLAG_RESPONSE) & ~MRPC_FLAG_COMPRESS);

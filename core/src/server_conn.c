@@ -20,7 +20,7 @@ void mrpc_conn_release(mrpc_conn_t *c) {
 }
 
 int mrpc_conn_is_open(const mrpc_conn_t *c) {
-  return !c->closed && !c->st.closing && !c->st.failed;
+  return mrpc__conn_writable(c);
 }
 
 void mrpc_conn_set_data(mrpc_conn_t *c, void *data) { c->data = data; }

@@ -91,6 +91,11 @@ struct mrpc_server_s {
 void mrpc__conn_unref(conn_t *c);
 void mrpc__server_unref(mrpc_server_t *s);
 
+/* 1 while the connection is open and writes may go out (replies, pushes). */
+static inline int mrpc__conn_writable(const conn_t *c) {
+  return !c->closed && !c->st.closing && !c->st.failed;
+}
+
 /* The peer's address, looked up once and cached in c->peer (the caller
  * checks that the connection is there). */
 int mrpc__conn_peer(conn_t *c, char *buf, size_t len);
