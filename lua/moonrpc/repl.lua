@@ -230,8 +230,8 @@ local function reflect(xc, into)
 end
 
 --- Learns the services and methods of the target for completion: from
--- Reflection.Services (every moonrpc server answers it); failing that (a
--- Go rpcx server) from the embedded registry's list of every instance.
+-- Reflection.Services (every moonrpc server answers it), and with a
+-- registry from its list of every service (all a Go rpcx server offers).
 -- Names the user calls are learned as they are called.
 function Repl:refresh()
   local function into(name, methods)
