@@ -239,12 +239,21 @@ for _, b in ipairs(backends) do
       end
     end)
 
-    it("stops on SIGTERM and exits 0", function()
+    it("stops on SIGTERM, answering the HTTP call in flight, and exits 0", function()
       local xc = moonrpc.xclient("Arith", moonrpc.Failfast, moonrpc.RandomSelect,
         moonrpc.peer2peer(gw.addr), { timeout = 5 })
       assert(xc:call("Mul", { A = 1, B = 1 }))
       xc:close()
+      local sock = assert(S.raw_connect(gw.host, gw.port, 5))
+      opened[#opened + 1] = function() sock:close() end
+      S.send_all(sock, "POST /Arith/SlowMul HTTP/1.1\r\nContent-Length: 25\r\n\r\n"
+        .. '{"A":6,"B":7,"ms":400}   ')
+      socket.sleep(0.1) -- forwarded, and the instance is sleeping
       gw.kill("TERM")
+      local r = assert(read_response(sock))
+      assert.are.equal(200, r.status)
+      assert.are.equal(42, json.decode(r.body).C)
+      assert.is_nil((sock:receive(1))) -- then the connection closes
       assert.are.equal(0, gw.exit_status(8))
       assert.is_nil((S.raw_connect(gw.host, gw.port, 1)))
     end)

@@ -20,6 +20,8 @@
 #define DEF_MAX_INFLIGHT 100000
 #define DEF_MAX_PIPELINE 32
 #define DEF_MAX_HEADER 65536
+#define DEF_HTTP_IDLE_MS 60000
+#define DEF_HTTP_REQUEST_MS 30000
 #define MAX_SERVICE_NAME 200
 
 static void gw_unref(mrpc_gateway_t *gw);
@@ -305,6 +307,8 @@ int mrpc_gateway_new(uv_loop_t *loop, mrpc_server_t *srv, mrpc_registry_t *reg,
   if (!o.max_inflight) o.max_inflight = DEF_MAX_INFLIGHT;
   if (!o.max_pipeline) o.max_pipeline = DEF_MAX_PIPELINE;
   if (!o.max_header) o.max_header = DEF_MAX_HEADER;
+  if (!o.http_idle_ms) o.http_idle_ms = DEF_HTTP_IDLE_MS;
+  if (!o.http_request_ms) o.http_request_ms = DEF_HTTP_REQUEST_MS;
   mrpc_limits_default(&o.limits);
   gw->loop = loop;
   gw->srv = srv;
@@ -315,7 +319,9 @@ int mrpc_gateway_new(uv_loop_t *loop, mrpc_server_t *srv, mrpc_registry_t *reg,
   gw->timer.data = gw;
   uv_check_init(loop, &gw->check);
   gw->check.data = gw;
-  gw->live = 2; /* the timer and the check */
+  uv_timer_init(loop, &gw->sweep);
+  gw->sweep.data = gw;
+  gw->live = 3; /* the timers and the check */
   mrpc_server_set_fallback(srv, mrpc__gw_on_fallback, gw);
   mrpc_server_set_foreign(srv, mrpc__gw_http_on_data, gw);
   *out = gw;
@@ -382,6 +388,7 @@ void mrpc_gateway_close(mrpc_gateway_t *gw, mrpc_gateway_cb cb, void *udata) {
   mrpc__gw_http_close_all(gw);
   mrpc__gw_uncork_all(gw);
   uv_close((uv_handle_t *)&gw->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&gw->sweep, on_timer_closed);
   uv_close((uv_handle_t *)&gw->check, on_timer_closed);
 }
 

@@ -6,7 +6,14 @@
  * that are not HTTP at all, 400; a header block past max_header (or more
  * than GW_MAX_HEADERS lines), 431; Content-Length past max_frame, 413;
  * Transfer-Encoding (chunked bodies), 501; an HTTP version other than 1.0
- * and 1.1, 505. Each of these answers with Connection: close and closes.
+ * and 1.1, 505; a request not complete http_request_ms after its first
+ * byte, 408; a request read while the server shuts down, 503. Each of
+ * these answers with Connection: close and closes. A connection idle for
+ * http_idle_ms (no request, not even part of one) is closed silently.
+ *
+ * Each request from parsing to its answer written is work on its
+ * connection (mrpc_conn_work_begin), so the server's graceful shutdown
+ * waits for it and writes its answer before closing.
  *
  * A connection's state (gw_hconn_t) holds the connection's memory
  * (mrpc_conn_hold) from its first byte until it is closed and no request
@@ -29,6 +36,9 @@ struct gw_hconn_s {
   int stop;               /* read no further request */
   int continued;          /* 100 Continue sent for the request at pos */
   int pumping, again, doomed;
+  unsigned ending;        /* answered requests whose work is to end */
+  uint64_t mark;          /* uv_now: idle since, with nothing in `in`; or
+                             when the request in `in` began to come */
   gw_hconn_t *prev, *next;
 };
 
@@ -40,6 +50,7 @@ static const char *reason(int status) {
   case 400: return "Bad Request";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
   case 413: return "Content Too Large";
   case 415: return "Unsupported Media Type";
   case 431: return "Request Header Fields Too Large";
@@ -287,7 +298,15 @@ static gw_hreq_t *hreq_push(gw_hconn_t *hc) {
   return r;
 }
 
+/* The work of answered requests ends once their connection's writes are
+ * queued (ending it may start the server's shutdown flush, which closes
+ * the connection as soon as nothing is left to write). */
+static void end_work(gw_hconn_t *hc) {
+  for (; hc->ending; hc->ending--) mrpc_conn_work_end(hc->conn);
+}
+
 static void hreq_free(gw_hreq_t *r) {
+  if (r->working) r->hc->ending++;
   mrpc__gw_hreq_clear(r);
   mrpc_buf_free(&r->resp);
   free(r);
@@ -300,10 +319,11 @@ static void hc_free(gw_hconn_t *hc) {
     hc->head = r->next;
     hreq_free(r);
   }
+  end_work(hc);
   if (hc->prev) hc->prev->next = hc->next;
   else gw->hconns = hc->next;
   if (hc->next) hc->next->prev = hc->prev;
-  gw->nhconns--;
+  if (--gw->nhconns == 0 && !gw->closing) uv_timer_stop(&gw->sweep);
   mrpc_buf_free(&hc->in);
   mrpc_conn_set_data(hc->conn, NULL);
   mrpc_conn_release(hc->conn);
@@ -347,6 +367,12 @@ static void read_requests(gw_hconn_t *hc) {
       respond_fatal(r, -rc, m.err);
       break;
     }
+    if (mrpc_conn_work_begin(hc->conn) < 0) {
+      hc->stop = 1;
+      respond_fatal(r, 503, "the server is shutting down");
+      break;
+    }
+    r->working = 1;
     r->keep = m.keep;
     if (!m.keep) hc->stop = 1;
     hc->pos += m.head_len + m.body_len;
@@ -357,6 +383,7 @@ static void read_requests(gw_hconn_t *hc) {
   if (hc->pos) {
     mrpc_buf_consume(&hc->in, hc->pos);
     hc->pos = 0;
+    hc->mark = uv_now(gw->loop); /* what is left began to come by now */
   }
 }
 
@@ -389,10 +416,52 @@ static void pump(gw_hconn_t *hc) {
     if (hc->head && hc->head->ready) hc->again = 1; /* answered at once */
   } while (hc->again);
   hc->pumping = 0;
+  end_work(hc);
   if (hc->doomed || (hc->closed && !hc->head)) hc_free(hc);
+  else if (!hc->head && hc->in.len == 0) hc->mark = uv_now(hc->gw->loop);
 }
 
 void mrpc__gw_http_ready(gw_hreq_t *r) { pump(r->hc); }
+
+/* ---- timeouts ---------------------------------------------------------------- */
+
+/* Connections with requests in flight are left alone (their forwards have
+ * their own timeouts); the rest are timed from their mark. */
+static void on_sweep(uv_timer_t *t) {
+  mrpc_gateway_t *gw = t->data;
+  const mrpc_gateway_opts_t *o = &gw->opts;
+  uint64_t now = uv_now(gw->loop);
+  gw_hconn_t *hc, *next;
+  gw_hreq_t *r;
+  for (hc = gw->hconns; hc; hc = next) {
+    next = hc->next;
+    if (hc->head || hc->closed || hc->stop || hc->pumping) continue;
+    if (hc->in.len == 0) {
+      if (now - hc->mark < o->http_idle_ms) continue;
+      hc->stop = 1;
+      mrpc_conn_close(hc->conn);
+    } else if (now - hc->mark >= o->http_request_ms) {
+      hc->stop = 1;
+      if (!(r = hreq_push(hc))) {
+        mrpc_conn_close(hc->conn);
+        continue;
+      }
+      r->minor = 1;
+      respond_fatal(r, 408, "the request did not come whole within http_request_ms");
+      pump(hc);
+    }
+  }
+}
+
+/* Sweeps a few times per the shorter timeout, at most once a second. */
+static void sweep_start(mrpc_gateway_t *gw) {
+  uint64_t every = gw->opts.http_idle_ms < gw->opts.http_request_ms
+                       ? gw->opts.http_idle_ms : gw->opts.http_request_ms;
+  every /= 4;
+  if (every < 10) every = 10;
+  if (every > 1000) every = 1000;
+  uv_timer_start(&gw->sweep, on_sweep, every, every);
+}
 
 /* ---- the hooks -------------------------------------------------------------- */
 
@@ -419,9 +488,10 @@ void mrpc__gw_http_on_data(mrpc_conn_t *c, const char *data, size_t len,
     hc->next = gw->hconns;
     if (gw->hconns) gw->hconns->prev = hc;
     gw->hconns = hc;
-    gw->nhconns++;
+    if (gw->nhconns++ == 0) sweep_start(gw);
   }
   if (hc->stop || hc->closed) return;
+  if (hc->in.len == 0) hc->mark = uv_now(gw->loop); /* a request begins */
   /* Requests read ahead past max_pipeline wait in `in`; a peer that keeps
    * sending past one whole request's worth is cut off. */
   if (hc->in.len + len > cap || mrpc_buf_append(&hc->in, data, len) < 0) {

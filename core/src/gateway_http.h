@@ -40,6 +40,7 @@ typedef struct gw_hreq_s {
   mrpc_buf_t resp;        /* the whole response, once ready */
   int ready;              /* resp is complete */
   int forwarded;          /* a call is in flight: the gateway completes it */
+  int working;            /* counted by mrpc_conn_work_begin until freed */
   int keep, minor;
   int style;              /* GW_STYLE_* */
   gw_call_t call;

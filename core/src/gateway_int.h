@@ -65,6 +65,8 @@ struct mrpc_gateway_s {
   uint64_t forwarded, failovers, http_requests;
   gw_hconn_t *hconns;       /* open HTTP connections */
   size_t nhconns;
+  uv_timer_t sweep;         /* HTTP idle and request timeouts, while
+                               there are HTTP connections */
   int closing;
   int live;                 /* the timer + instance clients closing */
   mrpc_gateway_cb close_cb;

@@ -119,8 +119,6 @@ static mrpc_req_t *req_get(mrpc_server_t *s, conn_t *c, const mrpc_frame_t *f) {
   return r;
 }
 
-static void shutdown_check(mrpc_server_t *s);
-
 static void req_release(mrpc_req_t *r) {
   mrpc_server_t *s = r->srv;
   conn_t *c = r->conn;
@@ -131,7 +129,7 @@ static void req_release(mrpc_req_t *r) {
   s->free_reqs = r;
   s->inflight--;
   mrpc__conn_unref(c);
-  shutdown_check(s);
+  mrpc__server_shutdown_check(s);
   mrpc__server_unref(s);
 }
 
@@ -578,7 +576,7 @@ static void shutdown_flush(mrpc_server_t *s) {
     uv_timer_start(&s->timer, on_flush_deadline, s->shutdown_timeout, 0);
 }
 
-static void shutdown_check(mrpc_server_t *s) {
+void mrpc__server_shutdown_check(mrpc_server_t *s) {
   if (s->shutting && s->inflight == 0) shutdown_flush(s);
 }
 

@@ -19,6 +19,23 @@ void mrpc_conn_release(mrpc_conn_t *c) {
   mrpc__server_unref(s);
 }
 
+int mrpc_conn_work_begin(mrpc_conn_t *c) {
+  mrpc_server_t *s = c->srv;
+  if (s->shutting || s->closing) return MRPC_ECLOSED;
+  c->refs++;
+  s->live++;
+  s->inflight++;
+  return 0;
+}
+
+void mrpc_conn_work_end(mrpc_conn_t *c) {
+  mrpc_server_t *s = c->srv;
+  s->inflight--;
+  mrpc__conn_unref(c);
+  mrpc__server_shutdown_check(s);
+  mrpc__server_unref(s);
+}
+
 int mrpc_conn_is_open(const mrpc_conn_t *c) {
   return mrpc__conn_writable(c);
 }

@@ -91,6 +91,10 @@ struct mrpc_server_s {
 void mrpc__conn_unref(conn_t *c);
 void mrpc__server_unref(mrpc_server_t *s);
 
+/* A call or a connection's work ended: a graceful shutdown waiting for the
+ * last one goes on to close the connections. */
+void mrpc__server_shutdown_check(mrpc_server_t *s);
+
 /* 1 while the connection is open and writes may go out (replies, pushes). */
 static inline int mrpc__conn_writable(const conn_t *c) {
   return !c->closed && !c->st.closing && !c->st.failed;

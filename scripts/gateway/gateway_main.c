@@ -3,7 +3,7 @@
  *
  *   moonrpc-gateway --registry URL [--listen tcp@127.0.0.1:9981]
  *                   [--selector RoundRobin] [--timeout S] [--group G]
- *                   [--retries N] [--failfast]
+ *                   [--retries N] [--failfast] [--http-idle S]
  *
  * One port takes rpcx frames from any client and HTTP (rpcx's X-RPCX-*
  * headers, or POST /Service/Method with JSON), and forwards each request
@@ -99,6 +99,8 @@ static int usage(FILE *to, int status) {
           "      --retries N       Failover: other instances tried after a transport\n"
           "                        failure (default 2)\n"
           "      --failfast        no retry on another instance\n"
+          "      --http-idle SECS  an idle HTTP keep-alive connection is closed after\n"
+          "                        this long (default 60)\n"
           "  -h, --help            show this help\n\n"
           "HTTP on the same port:\n"
           "  curl -d '{\"A\":7,\"B\":8}' http://127.0.0.1:9981/Arith/Mul\n"
@@ -116,6 +118,7 @@ int main(int argc, char **argv) {
       {"group", required_argument, NULL, 'g'},
       {"retries", required_argument, NULL, 'R'},
       {"failfast", no_argument, NULL, 'F'},
+      {"http-idle", required_argument, NULL, 'I'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *address = "tcp@127.0.0.1:9981", *url = NULL, *network;
@@ -135,13 +138,15 @@ int main(int argc, char **argv) {
     case 'g': go.group = optarg; break;
     case 'F': go.failfast = 1; break;
     case 't':
+    case 'I':
       secs = strtod(optarg, &end);
       if (end == optarg || *end || !(secs > 0) || secs > 86400) {
-        fprintf(stderr, "moonrpc-gateway: bad --timeout '%s'\n", optarg);
+        fprintf(stderr, "moonrpc-gateway: bad --%s '%s'\n", ch == 't' ? "timeout" : "http-idle",
+                optarg);
         return 2;
       }
-      go.timeout_ms = (uint64_t)(secs * 1000 + 0.5);
-      if (!go.timeout_ms) go.timeout_ms = 1;
+      *(ch == 't' ? &go.timeout_ms : &go.http_idle_ms) =
+          (uint64_t)(secs * 1000 + 0.5) ? (uint64_t)(secs * 1000 + 0.5) : 1;
       break;
     case 'R':
       n = strtol(optarg, &end, 10);

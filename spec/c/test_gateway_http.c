@@ -400,6 +400,129 @@ static void t_close_inflight(void) {
   report("close with an HTTP call in flight: 503, then the connection closes");
 }
 
+static void quiet(void *ud, int level, const char *msg);
+
+/* A gateway of its own with short HTTP timeouts: idle keep-alive
+ * connections close, a head that trickles gets 408, a connection whose
+ * request is forwarded is not timed out however long the instance takes. */
+static void t_timeouts(void) {
+  gwt_t g;
+  mrpc_gateway_opts_t o;
+  peer_t p, q, s;
+  hresp_t r[2];
+  uint64_t t0, took;
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = 3000;
+  o.log = quiet;
+  o.http_idle_ms = 300;
+  o.http_request_ms = 400;
+  if (gwt_start(&g, reg_g, &o) < 0) return;
+  /* Answered, kept alive, used again within the idle time, then closed. */
+  peer_open(&p, g.port);
+  CHECK_EQ_INT(EXCHANGE(&p, post("/Arith/Echo", "1"), r, 1), 1);
+  CHECK_EQ_INT(r[0].status, 200);
+  sleep_ms(150);
+  CHECK(!p.eof);
+  CHECK_EQ_INT(EXCHANGE(&p, post("/Arith/Echo", "2"), r, 2), 2);
+  CHECK_EQ_INT(r[1].status, 200);
+  t0 = uv_now(&loop);
+  WAIT(p.eof);
+  took = uv_now(&loop) - t0;
+  CHECK(took >= 250 && took < 1500);
+  CHECK_EQ_INT(parse_responses(&p.got, r, 2), 2); /* nothing more came */
+  /* A connection that never sends a byte is not a request either... */
+  peer_open(&q, g.port);
+  /* ...but the gateway sees it only once bytes come: a raw connection to a
+   * server is rpcx's until its first byte. Send the first bytes of a head
+   * that never ends. */
+  peer_send(&q, "POST /Arith/Echo HTTP/1.1\r\nHost: gw\r\n",
+            strlen("POST /Arith/Echo HTTP/1.1\r\nHost: gw\r\n"));
+  t0 = uv_now(&loop);
+  CHECK_EQ_INT(exchange(&q, NULL, 0, r, 1), 1);
+  took = uv_now(&loop) - t0;
+  CHECK_EQ_INT(r[0].status, 408);
+  CHECK(strcmp(hval(&q, &r[0], "Connection"), "close") == 0);
+  CHECK(took >= 350 && took < 1500);
+  WAIT(q.eof);
+  /* A body that stops short of its Content-Length: 408 as well. */
+  peer_open(&s, g.port);
+  peer_send(&s, "POST /Arith/Echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345",
+            strlen("POST /Arith/Echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345"));
+  CHECK_EQ_INT(exchange(&s, NULL, 0, r, 1), 1);
+  CHECK_EQ_INT(r[0].status, 408);
+  WAIT(s.eof);
+  peer_close(&s);
+  peer_close(&q);
+  peer_close(&p);
+  /* A forwarded request the instance holds for 3 idle times. */
+  A.nheld = B.nheld = 0;
+  peer_open(&p, g.port);
+  post("/Arith/Hold", "{}");
+  peer_send(&p, req_buf, strlen(req_buf));
+  WAIT(A.nheld + B.nheld == 1);
+  sleep_ms(900);
+  CHECK(!p.eof);
+  if (A.nheld) mrpc_req_reply(A.held[0], "\"late\"", 6, NULL, 0);
+  else mrpc_req_reply(B.held[0], "\"late\"", 6, NULL, 0);
+  A.nheld = B.nheld = 0;
+  CHECK_EQ_INT(exchange(&p, NULL, 0, r, 1), 1);
+  CHECK_EQ_INT(r[0].status, 200);
+  CHECK(BODY_IS(&p, &r[0], "\"late\""));
+  WAIT(p.eof); /* and idle again afterwards */
+  peer_close(&p);
+  WAIT(gwt_stats(&g).http_conns == 0);
+  gwt_stop(&g);
+  report("HTTP timeouts: idle keep-alive closed, a trickling head or body 408, a held call spared");
+}
+
+static void on_drained(mrpc_server_t *s, void *ud) {
+  CHECK(s != NULL);
+  (*(int *)ud)++;
+}
+
+/* mrpc_server_shutdown on the gateway's server: the HTTP request in
+ * flight is answered, then its connection closes; a request sent
+ * meanwhile on another connection gets 503; idle ones close. */
+static void t_graceful(void) {
+  gwt_t g;
+  mrpc_gateway_opts_t o;
+  peer_t p, q;
+  hresp_t r[2];
+  int done = 0;
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = 3000;
+  o.log = quiet;
+  if (gwt_start(&g, reg_g, &o) < 0) return;
+  A.nheld = B.nheld = 0;
+  peer_open(&q, g.port);
+  CHECK_EQ_INT(EXCHANGE(&q, post("/Arith/Echo", "1"), r, 1), 1); /* kept alive */
+  peer_open(&p, g.port);
+  post("/Arith/Hold", "{}");
+  peer_send(&p, req_buf, strlen(req_buf));
+  WAIT(A.nheld + B.nheld == 1);
+  CHECK_EQ_INT(mrpc_server_shutdown(g.s, 3000, on_drained, &done), 0);
+  sleep_ms(50);
+  CHECK_EQ_INT(done, 0);   /* waits for the HTTP request */
+  CHECK(!p.eof);
+  /* A pipelined request on the busy connection, while shutting down. */
+  peer_send(&p, req_buf, strlen(req_buf));
+  sleep_ms(20);
+  if (A.nheld) mrpc_req_reply(A.held[0], "7", 1, NULL, 0);
+  else mrpc_req_reply(B.held[0], "7", 1, NULL, 0);
+  A.nheld = B.nheld = 0;
+  CHECK_EQ_INT(exchange(&p, NULL, 0, r, 2), 2);
+  CHECK_EQ_INT(r[0].status, 200);
+  CHECK(BODY_IS(&p, &r[0], "7"));
+  CHECK_EQ_INT(r[1].status, 503);
+  WAIT(p.eof && q.eof);
+  WAIT(done == 1);
+  CHECK_EQ_INT(parse_responses(&q.got, r, 2), 1); /* the idle one: nothing more */
+  peer_close(&p);
+  peer_close(&q);
+  gwt_stop(&g);
+  report("graceful shutdown: the HTTP call in flight answered, then 503, then closed");
+}
+
 static void quiet(void *ud, int level, const char *msg) {
   (void)ud;
   (void)level;
@@ -434,6 +557,8 @@ int main(void) {
     t_expect_continue();
     t_refused();
     t_peer_gone();
+    t_timeouts();
+    t_graceful();
     t_close_inflight();
   } else {
     report("setup");

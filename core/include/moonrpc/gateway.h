@@ -22,7 +22,9 @@
  * X-RPCX-Meta and the payload as body), and `POST /Service/Method` with a
  * JSON body, forwarded with serialize type JSON and answered with JSON.
  * HTTP/1.1 keep-alive, HTTP/1.0, Content-Length bodies and pipelining;
- * chunked request bodies are refused with 501.
+ * chunked request bodies are refused with 501. Idle keep-alive connections
+ * and requests that trickle in are timed out (http_idle_ms,
+ * http_request_ms).
  *
  * Per service, the first request starts a registry watch; requests wait
  * (a bounded queue) for its first list. Client connections are one per
@@ -80,6 +82,12 @@ typedef struct mrpc_gateway_opts_s {
                              and not yet answered; 0: 32 */
   uint32_t max_header;    /* an HTTP request's header block; past it: 431.
                              0: 65536 */
+  uint64_t http_idle_ms;  /* an HTTP connection with no request, not even
+                             part of one, is closed after this long (the
+                             keep-alive timeout). 0: 60000 */
+  uint64_t http_request_ms; /* a request whose head and body have not all
+                             come this long after its first byte gets 408
+                             and the connection closes. 0: 30000 */
   mrpc_limits_t limits;   /* for the instance connections; max_frame also
                              bounds HTTP bodies (past it: 413). Zero fields
                              take defaults. */
@@ -105,9 +113,11 @@ int mrpc_gateway_new(uv_loop_t *loop, mrpc_server_t *srv, mrpc_registry_t *reg,
  * NULL; never from inside this function). Safe from inside any callback
  * of the gateway's server. Do not use `gw` afterwards.
  *
- * For a graceful stop, shut the server down first (mrpc_server_shutdown
- * lets forwarded rpcx requests finish), then close the gateway, then the
- * server. */
+ * For a graceful stop, shut the server down first: mrpc_server_shutdown
+ * lets forwarded requests finish, rpcx and HTTP alike (each HTTP request
+ * counts as work on its connection, mrpc_conn_work_begin), and writes
+ * their answers; HTTP requests that arrive meanwhile get 503. Then close
+ * the gateway, then the server. */
 void mrpc_gateway_close(mrpc_gateway_t *gw, mrpc_gateway_cb cb, void *udata);
 
 /* Counters, for monitoring and tests. */

@@ -113,7 +113,8 @@ int mrpc_server_listen(mrpc_server_t *s, const char *network,
  * "unix@/path" into buf. 0, MRPC_EINVAL (no such listener) or UV_ENOBUFS. */
 int mrpc_server_address(mrpc_server_t *s, int i, char *buf, size_t len);
 
-/* Graceful shutdown: stops accepting, lets calls in flight finish, closes
+/* Graceful shutdown: stops accepting, lets calls in flight finish (and
+ * foreign requests between mrpc_conn_work_begin and _end), closes
  * every connection once its replies are written, then calls `cb` (never
  * from inside this function). Calls still running after `timeout_ms` are
  * abandoned (their replies dropped), and connections whose peer has not
@@ -190,6 +191,18 @@ mrpc_conn_t *mrpc_req_conn(const mrpc_req_t *req);
  * after mrpc_server_close, the server is freed after the last one. */
 void mrpc_conn_hold(mrpc_conn_t *c);
 void mrpc_conn_release(mrpc_conn_t *c);
+
+/* Foreign connections: a request the host's protocol read (an HTTP
+ * request, say) and has yet to answer. Between begin and end it counts
+ * as a call in flight: mrpc_server_shutdown waits for it (up to its
+ * timeout) before it closes connections, so the answer the host writes
+ * before mrpc_conn_work_end goes out. begin returns 0, or MRPC_ECLOSED
+ * when the server is shutting down or closing: start nothing new, answer
+ * "shutting down" and close. Each 0 needs exactly one end, which also
+ * holds the connection's and the server's memory until then (as
+ * mrpc_conn_hold does). */
+int mrpc_conn_work_begin(mrpc_conn_t *c);
+void mrpc_conn_work_end(mrpc_conn_t *c);
 
 /* 1 while the connection is open and writable. */
 int mrpc_conn_is_open(const mrpc_conn_t *c);

@@ -5,6 +5,7 @@
 local USAGE = [[
 usage: moonrpc gateway --registry URL [--listen ADDR] [--selector NAME]
                        [--timeout S] [--group NAME] [--retries N] [--failfast]
+                       [--http-idle S]
 
 Takes rpcx frames from any client and HTTP calls on one port (ADDR, default
 tcp@127.0.0.1:9981) and forwards each to an instance of its service listed
@@ -13,11 +14,14 @@ selector (RoundRobin, RandomSelect, WeightedRoundRobin, WeightedICMP,
 ConsistentHash; default RoundRobin). Payloads go through untouched. A
 transport failure is retried on another instance (--retries, default 2)
 unless --failfast; --timeout bounds calls that carry no __ServerTimeout
-(default 10 s). SIGINT or SIGTERM stops it gracefully.
+(default 10 s). SIGINT or SIGTERM stops it gracefully: calls in flight, rpcx
+and HTTP, are answered first.
 
 HTTP: POST /Service/Method with a JSON body answers JSON; rpcx's X-RPCX-*
 headers (X-RPCX-ServicePath, -ServiceMethod, -SerializeType, -Meta) carry
-any payload.
+any payload. An idle keep-alive connection is closed after --http-idle
+seconds (default 60); a request that has not all come 30 s after its first
+byte gets 408.
 
 examples:
   moonrpc gateway --listen tcp@127.0.0.1:9981 --registry redis://127.0.0.1:6379/rpcx
@@ -27,11 +31,11 @@ examples:
 
 return function(args, util)
   local opts = util.getopts(args, { listen = "value", registry = "value", selector = "value",
-    timeout = "value", group = "value", retries = "value", failfast = "flag", help = "flag" })
+    timeout = "value", group = "value", retries = "value", failfast = "flag", ["http-idle"] = "value", help = "flag" })
   if opts.help then io.write(USAGE); os.exit(0) end
   if not opts.registry then util.die(2, "gateway needs --registry URL (moonrpc gateway --help)") end
   local argv = {}
-  for _, name in ipairs { "listen", "registry", "selector", "timeout", "group", "retries" } do
+  for _, name in ipairs { "listen", "registry", "selector", "timeout", "group", "retries", "http-idle" } do
     if opts[name] then
       argv[#argv + 1] = "--" .. name
       argv[#argv + 1] = opts[name]
