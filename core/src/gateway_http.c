@@ -369,7 +369,7 @@ static void read_requests(gw_hconn_t *hc) {
     }
     if (mrpc_conn_work_begin(hc->conn) < 0) {
       hc->stop = 1;
-      respond_fatal(r, 503, "the server is shutting down");
+      respond_fatal(r, 503, "server is shutting down");
       break;
     }
     r->working = 1;
