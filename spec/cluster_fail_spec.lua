@@ -123,7 +123,7 @@ describe("fail modes", function()
       lags = lags + 1
       assert.is_nil(err)
       assert.are.equal(2, r.i)
-      assert.is_true(took < 300, "call " .. k .. " took " .. took .. " ms")
+      assert.is_true(took < 450, "call " .. k .. " took " .. took .. " ms") -- the slow one: 500
       -- a backup request takes a round-robin turn: shift the order now and then
       if k % 2 == 0 then assert(call(xc, "Who", {})) end
     end
@@ -165,7 +165,7 @@ describe("fail modes", function()
       local took = moonrpc.now() - t0
       assert.is_nil(r)
       assert.are.equal("ETIMEDOUT", err and err.code, c[1])
-      assert.is_true(took >= 280 and took < 450, c[1] .. " took " .. took .. " ms")
+      assert.is_true(took >= 280 and took < 580, c[1] .. " took " .. took .. " ms") -- 2 tries: 600
     end
     -- Heartbeats to the stopped server fail (a retryable failure) every
     -- ~0.15 s: Failtry retries them, but only until the 0.5 s timeout.
@@ -178,7 +178,7 @@ describe("fail modes", function()
     assert.is_nil(r)
     assert.is_true(err.code == "ETIMEDOUT" or err.code == "EHEARTBEAT", tostring(err))
     assert.is_true(call.tries >= 2, "no retry happened: " .. call.tries)
-    assert.is_true(took < 600, "Failtry took " .. took .. " ms with a 500 ms timeout")
+    assert.is_true(took < 850, "Failtry took " .. took .. " ms with a 500 ms timeout") -- 2 tries: 1000
   end)
 end)
 
@@ -215,7 +215,7 @@ describe("broadcast, fork and inform", function()
       local took = moonrpc.now() - t0
       assert.is_nil(err)
       assert.are_not.equal(slow, r.i)
-      assert.is_true(took < 300, "fork waited " .. took .. " ms for the slow server")
+      assert.is_true(took < 450, "fork waited " .. took .. " ms for the slow server") -- it: 500
     end
     assert.is_true(eventually(function()
       for _, n in ipairs(ns) do if n.s:stats().inflight > 0 then return false end end
@@ -272,7 +272,7 @@ describe("circuit breaker", function()
       local r, err = call(xc, "Who", {})
       assert.is_nil(r)
       assert.are.equal("EBREAKER", err and err.code, "call " .. k .. " in the window")
-      assert.is_true(moonrpc.now() - t0 < 20, "an open breaker took " .. (moonrpc.now() - t0) .. " ms")
+      assert.is_true(moonrpc.now() - t0 < 100, "an open breaker took " .. (moonrpc.now() - t0) .. " ms")
     end
     moonrpc.sleep(0.05)
     assert.is_nil(back.hits.all)
