@@ -178,7 +178,7 @@ describe("moonrpc repl", function()
     assert(ok, out)
   end)
 
-  it("Ctrl-C cancels a slow call within a second and the REPL goes on; at the prompt it clears the line", function()
+  it("Ctrl-C cancels a slow call or stops a busy loop within a second and the REPL goes on; at the prompt it clears the line", function()
     local ok, out = drive {
       PROMPT,
       "send Arith.SlowMul{A = 2, B = 2, ms = 5000}\\r",
@@ -196,6 +196,17 @@ describe("moonrpc repl", function()
       "send \\x03",
       "timeout 1",
       "expect error: interrupted",
+      PROMPT,
+      "timeout 5",
+      "send n = 0; while true do n = n + 1 end\\r",
+      "sleep 300",
+      "send \\x03",
+      "timeout 1",
+      "expect error: interrupted",
+      PROMPT,
+      "timeout 5",
+      "send =n > 0\\r",
+      "expect true",
       PROMPT,
       "timeout 5",
       "send junk",

@@ -12,8 +12,9 @@
 -- A name that is not a Lua global and starts with a capital letter is a
 -- service: in plain Lua, `r, err = Arith.Mul{A = 1, B = 2}` calls too.
 -- Errors print as "error CODE: message". Ctrl-C cancels the call in
--- progress (or interrupts Lua code that waits in the loop) and returns to
--- the prompt; at the prompt it clears the line. Ctrl-D exits.
+-- progress (or interrupts Lua code, whether it waits in the loop or runs,
+-- as `while true do end` does) and returns to the prompt; at the prompt it
+-- clears the line. Ctrl-D exits.
 --
 -- The line editing is lua/src/ledit.c (libedit); without a terminal, lines
 -- are read from stdin as they come. Everything but the terminal is here so
@@ -423,7 +424,9 @@ function Repl:run(history)
       if history then core.edit_history_save(history) end
     end
     state = "busy"
+    core.interrupt_guard(main) -- Ctrl-C stops Lua that runs outside the loop too
     local ok, err = pcall(self.eval, self, line)
+    core.interrupt_guard()
     debug.sethook(main)
     state = "idle"
     if not ok then self.write(M.error_text(err)) end

@@ -208,7 +208,9 @@ static int lmrpc_loop_run(lua_State *L) {
     return luaL_error(L, "moonrpc: the loop cannot be run from inside one of "
                          "its callbacks; wait from a coroutine instead");
   ctx->L = L;
+  lmrpc_in_run++;
   r = uv_run(ctx->loop, m[mode]);
+  lmrpc_in_run--;
   ctx->L = saved;
   lua_pushboolean(L, r != 0);
   return 1;

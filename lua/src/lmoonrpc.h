@@ -12,6 +12,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <uv.h>
 #include "moonrpc.h"
 
@@ -79,6 +80,10 @@ void lmrpc_client_open(lua_State *L);
 void lmrpc_selector_open(lua_State *L);
 void lmrpc_registry_open_lib(lua_State *L);
 void lmrpc_signal_open(lua_State *L);
+
+/* Nonzero while run() is inside uv_run (read by the REPL's SIGINT guard,
+ * lsignal.c). */
+extern volatile sig_atomic_t lmrpc_in_run;
 void lmrpc_edit_open(lua_State *L);
 
 #endif

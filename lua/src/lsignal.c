@@ -7,9 +7,20 @@
  * callback). The handle does not keep the loop alive (uv_unref): a process
  * whose only remaining handle is a signal watch ends its run. The watch
  * lives until stop() or the userdata's __gc; its memory is freed in the
- * close callback. */
+ * close callback.
+ *
+ * interrupt_guard(thread) is for a REPL: while Lua code in `thread` runs
+ * outside the loop (a CPU-bound line such as `while true do end`), libuv
+ * cannot deliver SIGINT, as its handler only wakes the loop. The guard
+ * installs a handler in front of libuv's: a SIGINT that comes while the
+ * loop is not running sets a hook on `thread` (lua_sethook may be called
+ * from a signal handler, as lua.c does) that raises "interrupted" at the
+ * next instruction; one that comes while the loop runs goes on to libuv's
+ * handler, and so to the uv_signal watchers, as before. interrupt_guard()
+ * removes the guard. One guard per process. */
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <signal.h>
 #include "lmoonrpc.h"
 
@@ -79,8 +90,67 @@ static const luaL_Reg methods[] = {
   {NULL, NULL}
 };
 
+/* ---- the REPL's interrupt guard ---------------------------------------------- */
+
+volatile sig_atomic_t lmrpc_in_run;
+static lua_State *volatile guard_L;
+static struct sigaction guard_prev;
+static int guard_on;
+
+static void guard_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted");
+}
+
+static void guard_handler(int sig, siginfo_t *info, void *uctx) {
+  lua_State *L = guard_L;
+  if (L && !lmrpc_in_run) {
+    lua_sethook(L, guard_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    return;
+  }
+  if (guard_prev.sa_flags & SA_SIGINFO) {
+    if (guard_prev.sa_sigaction) guard_prev.sa_sigaction(sig, info, uctx);
+  } else if (guard_prev.sa_handler != SIG_IGN && guard_prev.sa_handler != SIG_DFL) {
+    guard_prev.sa_handler(sig);
+  } else if (guard_prev.sa_handler == SIG_DFL) {
+    signal(sig, SIG_DFL); /* nothing else wants it: what SIGINT would do */
+    raise(sig);
+  }
+}
+
+/* interrupt_guard([thread]): arms the guard for `thread` (a coroutine or
+ * the main thread), or disarms it without one. */
+static int lmrpc_interrupt_guard(lua_State *L) {
+  struct sigaction sa;
+  if (lua_isnoneornil(L, 1)) {
+    if (guard_on) {
+      guard_L = NULL;
+      sigaction(SIGINT, &guard_prev, NULL);
+      guard_on = 0;
+    }
+    return 0;
+  }
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  guard_L = lua_tothread(L, 1);
+  if (!guard_on) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = guard_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &guard_prev) < 0) {
+      guard_L = NULL;
+      return luaL_error(L, "moonrpc: sigaction: %s", strerror(errno));
+    }
+    guard_on = 1;
+  }
+  return 0;
+}
+
 void lmrpc_signal_open(lua_State *L) {
   lmrpc_new_class(L, SIGNAL_MT, methods, lmrpc_signal_stop, lmrpc_signal_stop, NULL);
   lua_pushcfunction(L, lmrpc_signal_start);
   lua_setfield(L, -2, "signal_start");
+  lua_pushcfunction(L, lmrpc_interrupt_guard);
+  lua_setfield(L, -2, "interrupt_guard");
 }

@@ -13,7 +13,8 @@ method names come from libedit.
                               starts the call; its reply prints when it comes
   =1 + 1, x = 2               plain Lua (moonrpc is in scope)
 
-Ctrl-C cancels the call in progress (at the prompt, clears the line);
+Ctrl-C cancels the call in progress or stops the Lua code running (at
+the prompt, clears the line);
 Ctrl-D exits. ADDR defaults to tcp@127.0.0.1:8972. With --registry each
 service is found through the registry (Failover, RoundRobin). --timeout is
 per call, in seconds (default 10).
