@@ -30,7 +30,12 @@ static void gw_unref(mrpc_gateway_t *gw);
 
 static void on_client_closed(mrpc_client_t *c, void *ud) { gw_unref(ud); }
 
-static void on_check(uv_check_t *h) { mrpc__gw_uncork_all(h->data); }
+static void release_dead(mrpc_gateway_t *gw);
+
+static void on_check(uv_check_t *h) {
+  mrpc__gw_uncork_all(h->data);
+  release_dead(h->data);
+}
 
 static void start_check(mrpc_gateway_t *gw) {
   if (!uv_is_active((uv_handle_t *)&gw->check)) uv_check_start(&gw->check, on_check);
@@ -231,6 +236,43 @@ static void svc_free(gw_svc_t *svc) {
   free(svc);
 }
 
+/* Evicted services: their instances lose a list, and are closed when it
+ * was their last and no forward is on them. */
+static void release_dead(mrpc_gateway_t *gw) {
+  gw_svc_t *svc;
+  while (!gw->closing && (svc = gw->dead)) {
+    gw_inst_t **insts = svc->insts;
+    size_t i, n = svc->ninsts;
+    gw->dead = svc->next;
+    svc->insts = NULL;
+    svc->ninsts = 0;
+    svc_free(svc);
+    for (i = 0; i < n; i++) {
+      insts[i]->lists--;
+      mrpc__gw_inst_check(gw, insts[i]);
+    }
+    free(insts);
+  }
+}
+
+/* Makes room for a new service at max_services (see gateway_int.h).
+ * 0, or -1 when every service is named by a forward. */
+static int svc_evict(mrpc_gateway_t *gw) {
+  gw_svc_t **p, **oldest = NULL, *svc;
+  for (p = &gw->svcs; *p; p = &(*p)->next)
+    if ((*p)->refs == 0 && (!oldest || (*p)->used < (*oldest)->used)) oldest = p;
+  if (!oldest) return -1;
+  svc = *oldest;
+  *oldest = svc->next;
+  gw->nsvcs--;
+  if (svc->watch) mrpc_registry_unwatch(svc->watch);
+  svc->watch = NULL;
+  svc->next = gw->dead;
+  gw->dead = svc;
+  start_check(gw);
+  return 0;
+}
+
 /* The service named name[0..n), created (with its watch) on first use.
  * NULL with *outcome and `msg` filled when it cannot be. */
 gw_svc_t *mrpc__gw_svc_get(mrpc_gateway_t *gw, const char *name, size_t n,
@@ -245,9 +287,9 @@ gw_svc_t *mrpc__gw_svc_get(mrpc_gateway_t *gw, const char *name, size_t n,
              (int)(n > 64 ? 64 : n), name);
     return NULL;
   }
-  if (gw->nsvcs >= gw->opts.max_services) {
+  if (gw->nsvcs >= gw->opts.max_services && svc_evict(gw) < 0) {
     *outcome = GW_EBUSY;
-    snprintf(msg, msglen, "rpcx: gateway: too many services (max_services %u)",
+    snprintf(msg, msglen, "rpcx: gateway: too many services in use (max_services %u)",
              gw->opts.max_services);
     return NULL;
   }
@@ -338,8 +380,9 @@ static void gw_unref(mrpc_gateway_t *gw) {
   if (--gw->live > 0 || !gw->closing) return;
   cb = gw->close_cb;
   ud = gw->close_udata;
-  while ((svc = gw->svcs)) {
-    gw->svcs = svc->next;
+  while ((svc = gw->svcs) || (svc = gw->dead)) {
+    if (svc == gw->svcs) gw->svcs = svc->next;
+    else gw->dead = svc->next;
     svc_free(svc);
   }
   while ((inst = gw->insts)) {

@@ -84,6 +84,7 @@ void mrpc__gw_fw_end(gw_fw_t *fw, int outcome, const char *msg,
   gw_done_fn done = fw->done;
   void *owner = fw->owner;
   tl_remove(fw->gw, fw);
+  if (fw->svc) fw->svc->refs--;
   fw_free(fw);
   if (req) rpcx_done(gw, req, outcome, msg, reply);
   else done(owner, outcome, msg, reply);
@@ -311,6 +312,8 @@ static void fw_start(gw_fw_t *fw, const char *service, size_t len) {
     return;
   }
   fw->svc = svc;
+  svc->refs++;
+  svc->used = uv_now(gw->loop);
   tl_insert(gw, fw);
   if (svc->listed) {
     mrpc__gw_fw_attempt(fw);

@@ -53,6 +53,7 @@ struct mrpc_gateway_s {
   int mode;                 /* mrpc_select_mode_t */
   struct gw_svc_s *svcs;
   size_t nsvcs;
+  struct gw_svc_s *dead;    /* evicted, freed at the loop's next check */
   struct gw_inst_s *insts;
   size_t ninsts, nclients;
   struct gw_fw_s *thead, *ttail; /* forwards with a deadline, in order */
@@ -102,6 +103,8 @@ typedef struct gw_svc_s {
   size_t ninsts;
   struct gw_fw_s *whead, *wtail; /* waiting for the first list */
   size_t nwaiting;
+  unsigned refs;           /* forwards that name it, waiting or not */
+  uint64_t used;           /* uv_now of its last forward */
   struct gw_svc_s *next;
 } gw_svc_t;
 
@@ -131,7 +134,10 @@ typedef struct gw_fw_s {
 
 /* gateway.c: services and instances. mrpc__gw_svc_get returns the service
  * named name[0..n), created with its watch on first use; NULL with
- * *outcome and `msg` filled when it cannot be. */
+ * *outcome and `msg` filled when it cannot be. At max_services, the
+ * service no forward names that was used least recently makes room (its
+ * watch stops at once, its memory goes at the loop's next check, as a
+ * callback up the stack may still read it). */
 gw_svc_t *mrpc__gw_svc_get(mrpc_gateway_t *gw, const char *name, size_t n,
                            int *outcome, char *msg, size_t msglen);
 gw_inst_t *mrpc__gw_svc_inst(gw_svc_t *svc, const char *addr);

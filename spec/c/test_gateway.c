@@ -499,6 +499,69 @@ static void t_registry_down(void) {
   report("a registry that never answers: bounded waits, clear errors");
 }
 
+/* One call to service `svc` through `c`; its error text in r->err. */
+static void call_svc(mrpc_client_t *c, const char *svc, const char *method, grec_t *r) {
+  gargs_t g;
+  memset(&g, 0, sizeof g);
+  memset(r, 0, sizeof *r);
+  g.service = svc;
+  g.method = method;
+  CHECK_EQ_INT(gcall(c, &g, r, NULL), 0);
+  WAITT(r->n == 1, 5000);
+}
+
+/* max_services: at the limit, the least recently used service that no
+ * call names makes room (its watch and its instance connections go);
+ * while every one is in use a new one is refused. max_inflight: past it,
+ * a call is refused at once. */
+static void t_limits(void) {
+  mrpc_gateway_opts_t o;
+  mrpc_client_t *c;
+  gwt_t g2;
+  grec_t r[5];
+  gargs_t g;
+  int i;
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = 3000;
+  o.max_services = 1;
+  o.max_inflight = 3;
+  if (gwt_start(&g2, reg_g, &o) < 0) return;
+  c = cli_new(g2.addr, NULL);
+  CHECK(who(c) != 0);
+  CHECK_EQ_INT(gwt_stats(&g2).connections, 1);
+  call_svc(c, "Nope", "X", &r[0]); /* Arith makes room */
+  CHECK(strcmp(r[0].err, "rpcx: gateway: no instance of service Nope") == 0);
+  CHECK_EQ_INT(gwt_stats(&g2).services, 1);
+  WAIT(gwt_stats(&g2).connections == 0 && gwt_stats(&g2).instances == 0);
+  CHECK(who(c) != 0); /* and back: Nope makes room */
+  CHECK_EQ_INT(gwt_stats(&g2).services, 1);
+  /* Arith in use: no room for Nope. */
+  A.nheld = B.nheld = 0;
+  memset(r, 0, sizeof r);
+  memset(&g, 0, sizeof g);
+  g.method = "Hold";
+  for (i = 0; i < 2; i++) CHECK_EQ_INT(gcall(c, &g, &r[i], NULL), 0);
+  WAIT(A.nheld + B.nheld == 2);
+  call_svc(c, "Nope", "X", &r[4]);
+  CHECK(strcmp(r[4].err, "rpcx: gateway: too many services in use (max_services 1)") == 0);
+  CHECK_EQ_INT(gcall(c, &g, &r[2], NULL), 0);
+  WAIT(A.nheld + B.nheld == 3);
+  CHECK_EQ_INT(gcall(c, &g, &r[3], NULL), 0); /* the 4th in flight */
+  WAIT(r[3].n == 1);
+  CHECK(strcmp(r[3].err, "rpcx: gateway: too many calls in flight (max_inflight 3)") == 0);
+  for (i = 0; i < A.nheld; i++) mrpc_req_reply(A.held[i], "", 0, NULL, 0);
+  for (i = 0; i < B.nheld; i++) mrpc_req_reply(B.held[i], "", 0, NULL, 0);
+  A.nheld = B.nheld = 0;
+  WAIT(r[0].n + r[1].n + r[2].n == 3);
+  for (i = 0; i < 5; i++) grec_free(&r[i]);
+  call_svc(c, "Nope", "X", &r[0]); /* room again */
+  CHECK(strcmp(r[0].err, "rpcx: gateway: no instance of service Nope") == 0);
+  grec_free(&r[0]);
+  cli_close(c);
+  gwt_stop(&g2);
+  report("max_services makes room by the least recently used idle service; max_inflight");
+}
+
 static void t_close_inflight(void) {
   mrpc_client_t *c = cli_new(G.addr, NULL);
   grec_t r[3];
@@ -589,6 +652,7 @@ static void full_suite(const char *url) {
   t_remote_error();
   t_oneway_heartbeat();
   t_no_instance();
+  t_limits();
   t_timeout();
   t_leave();
   t_killed();

@@ -479,6 +479,48 @@ static void t_timeouts(void) {
   report("HTTP timeouts: idle keep-alive closed, a trickling head or body 408, a held call spared");
 }
 
+/* max_pipeline: at most that many requests of one connection are read
+ * and forwarded before their answers; the rest wait, unread. */
+static void t_pipeline_limit(void) {
+  gwt_t g;
+  mrpc_gateway_opts_t o;
+  char req[4096];
+  peer_t p;
+  hresp_t r[5];
+  int i, n = 0;
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = 3000;
+  o.log = quiet;
+  o.max_pipeline = 2;
+  if (gwt_start(&g, reg_g, &o) < 0) return;
+  A.nheld = B.nheld = 0;
+  for (i = 0; i < 5; i++)
+    n += snprintf(req + n, sizeof req - (size_t)n, "%s", post("/Arith/Hold", "{}"));
+  peer_open(&p, g.port);
+  peer_send(&p, req, (size_t)n);
+  WAIT(A.nheld + B.nheld == 2);
+  sleep_ms(50);
+  CHECK_EQ_INT(A.nheld + B.nheld, 2);
+  CHECK_EQ_INT(gwt_stats(&g).inflight, 2);
+  for (i = 0; i < 5; i++) {
+    /* answering the oldest lets the next one in */
+    WAIT(A.nheld + B.nheld >= 1);
+    if (A.nheld) {
+      mrpc_req_reply(A.held[0], "1", 1, NULL, 0);
+      memmove(A.held, A.held + 1, (size_t)--A.nheld * sizeof A.held[0]);
+    } else {
+      mrpc_req_reply(B.held[0], "1", 1, NULL, 0);
+      memmove(B.held, B.held + 1, (size_t)--B.nheld * sizeof B.held[0]);
+    }
+    CHECK(gwt_stats(&g).inflight <= 2);
+  }
+  CHECK_EQ_INT(exchange(&p, NULL, 0, r, 5), 5);
+  for (i = 0; i < 5; i++) CHECK_EQ_INT(r[i].status, 200);
+  peer_close(&p);
+  gwt_stop(&g);
+  report("max_pipeline: two requests of a connection forwarded at a time, the rest after");
+}
+
 static void on_drained(mrpc_server_t *s, void *ud) {
   CHECK(s != NULL);
   (*(int *)ud)++;
@@ -560,6 +602,7 @@ int main(void) {
     t_refused();
     t_peer_gone();
     t_timeouts();
+    t_pipeline_limit();
     t_graceful();
     t_close_inflight();
   } else {

@@ -73,7 +73,10 @@ typedef struct mrpc_gateway_opts_s {
   uint64_t down_ms;       /* an instance that failed to connect is passed
                              over this long when another one can be
                              picked; 0: 1000 */
-  unsigned max_services;  /* distinct services watched; 0: 1024 */
+  unsigned max_services;  /* services watched at once; past it, the one
+                             used least recently and not in use by any
+                             call is dropped (its watch stops), and when
+                             all are in use a new one is refused. 0: 1024 */
   unsigned max_waiting;   /* requests waiting for one service's first
                              list; 0: 1024 */
   unsigned max_inflight;  /* forwarded requests not yet answered, in all;
