@@ -70,6 +70,9 @@ describe("moonrpc call and list", function()
       { "call", arith.addr, "Arith.Mul", "{A = ", },
       { "call", arith.addr, "Arith.Mul", "{}", "--meta", "novalue" },
       { "call", arith.addr, "Arith.Mul", "--bogus" },
+      { "gateway", "--registry", url, "--http-idle", "soon" },
+      { "gateway", "--registry", url, "--timeout", "-1" },
+      { "gateway", "--registry", url, "--selector", "Closest" },
     } do
       _, err, rc = run(table.unpack(bad))
       assert.are.equal(2, rc, table.concat(bad, " ") .. ": " .. err)
