@@ -198,7 +198,7 @@ describe("moonrpc repl", function()
       "expect error: interrupted",
       PROMPT,
       "timeout 5",
-      "send n = 0; while true do n = n + 1 end\\r",
+      "send n = 0; local function spin() while true do n = n + 1 end end; spin()\\r",
       "sleep 300",
       "send \\x03",
       "timeout 1",

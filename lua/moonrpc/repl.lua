@@ -424,8 +424,16 @@ function Repl:run(history)
       if history then core.edit_history_save(history) end
     end
     state = "busy"
-    core.interrupt_guard(main) -- Ctrl-C stops Lua that runs outside the loop too
-    local ok, err = pcall(self.eval, self, line)
+    -- Ctrl-C stops Lua that runs outside the loop too: the guard's hook
+    -- may fire anywhere from arming to disarming, so all of it is
+    -- protected, and the hook is cleared before leaving.
+    local ok, err = pcall(function()
+      core.interrupt_guard(main)
+      local ok2, err2 = pcall(self.eval, self, line)
+      core.interrupt_guard()
+      debug.sethook(main)
+      if not ok2 then error(err2, 0) end
+    end)
     core.interrupt_guard()
     debug.sethook(main)
     state = "idle"

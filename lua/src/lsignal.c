@@ -94,13 +94,19 @@ static const luaL_Reg methods[] = {
 
 volatile sig_atomic_t lmrpc_in_run;
 static lua_State *volatile guard_L;
+static lmrpc_ctx_t *guard_ctx;
 static struct sigaction guard_prev;
 static int guard_on;
 
+/* Raises "interrupted" (no position: the same text wherever it fires), but
+ * not inside a callback from the loop, whose own protected call would
+ * swallow it: the hook stays set until the callback has returned. */
 static void guard_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
+  if (guard_ctx && guard_ctx->depth > 0) return;
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted");
+  lua_pushliteral(L, "interrupted");
+  lua_error(L);
 }
 
 static void guard_handler(int sig, siginfo_t *info, void *uctx) {
@@ -120,7 +126,11 @@ static void guard_handler(int sig, siginfo_t *info, void *uctx) {
 }
 
 /* interrupt_guard([thread]): arms the guard for `thread` (a coroutine or
- * the main thread), or disarms it without one. */
+ * the main thread), or disarms it without one. The hook may fire at any
+ * call or instruction of `thread` after a SIGINT, the disarming call
+ * included: arm, run and disarm inside one protected call, then clear the
+ * hook (debug.sethook(thread)). Disarming restores the action SIGINT had
+ * when the guard was armed. */
 static int lmrpc_interrupt_guard(lua_State *L) {
   struct sigaction sa;
   if (lua_isnoneornil(L, 1)) {
@@ -132,6 +142,7 @@ static int lmrpc_interrupt_guard(lua_State *L) {
     return 0;
   }
   luaL_checktype(L, 1, LUA_TTHREAD);
+  guard_ctx = lmrpc_ctx(L);
   guard_L = lua_tothread(L, 1);
   if (!guard_on) {
     memset(&sa, 0, sizeof sa);
