@@ -178,6 +178,9 @@ describe("moonrpc repl", function()
     assert(ok, out)
   end)
 
+  -- Ctrl-C 300 ms into a line: "error: interrupted" within a second.
+  local interrupt = { "sleep 300", "send \\x03", "timeout 1", "expect error: interrupted", PROMPT }
+
   it("Ctrl-C cancels a slow call or stops a busy loop within a second and the REPL goes on; at the prompt it clears the line", function()
     local ok, out = drive {
       PROMPT,
@@ -191,19 +194,11 @@ describe("moonrpc repl", function()
       "send Arith.Mul{A = 4, B = 4}\\r",
       "expect { C = 16 }",
       PROMPT,
+      -- Lua waiting in the loop, then Lua keeping the CPU busy
       "send moonrpc.sleep(10)\\r",
-      "sleep 300",
-      "send \\x03",
-      "timeout 1",
-      "expect error: interrupted",
-      PROMPT,
-      "timeout 5",
+      interrupt[1], interrupt[2], interrupt[3], interrupt[4], interrupt[5],
       "send n = 0; local function spin() while true do n = n + 1 end end; spin()\\r",
-      "sleep 300",
-      "send \\x03",
-      "timeout 1",
-      "expect error: interrupted",
-      PROMPT,
+      interrupt[1], interrupt[2], interrupt[3], interrupt[4], interrupt[5],
       "timeout 5",
       "send =n > 0\\r",
       "expect true",

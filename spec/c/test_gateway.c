@@ -88,16 +88,23 @@ static int gcall(mrpc_client_t *c, const gargs_t *g, grec_t *r, uint64_t *id) {
   return mrpc_client_call(c, &a, on_gcall, r, id);
 }
 
-/* One call to Arith.METHOD with a string payload; waits for its answer. */
-static void call1(mrpc_client_t *c, const char *method, const char *pay, grec_t *r) {
+/* One call to SVC.METHOD (svc NULL: Arith) with a string payload; waits
+ * for its answer (an error's text in r->err). */
+static void call_svc(mrpc_client_t *c, const char *svc, const char *method,
+                     const char *pay, grec_t *r) {
   gargs_t g;
   memset(&g, 0, sizeof g);
   memset(r, 0, sizeof *r);
+  g.service = svc;
   g.method = method;
   g.payload = pay;
   g.len = strlen(pay);
   CHECK_EQ_INT(gcall(c, &g, r, NULL), 0);
   WAITT(r->n == 1, 5000);
+}
+
+static void call1(mrpc_client_t *c, const char *method, const char *pay, grec_t *r) {
+  call_svc(c, NULL, method, pay, r);
 }
 
 /* Arith.Who through `c`: 'A', 'B', or 0 on a failure. */
@@ -499,17 +506,6 @@ static void t_registry_down(void) {
   report("a registry that never answers: bounded waits, clear errors");
 }
 
-/* One call to service `svc` through `c`; its error text in r->err. */
-static void call_svc(mrpc_client_t *c, const char *svc, const char *method, grec_t *r) {
-  gargs_t g;
-  memset(&g, 0, sizeof g);
-  memset(r, 0, sizeof *r);
-  g.service = svc;
-  g.method = method;
-  CHECK_EQ_INT(gcall(c, &g, r, NULL), 0);
-  WAITT(r->n == 1, 5000);
-}
-
 /* max_services: at the limit, the least recently used service that no
  * call names makes room (its watch and its instance connections go);
  * while every one is in use a new one is refused. max_inflight: past it,
@@ -529,7 +525,7 @@ static void t_limits(void) {
   c = cli_new(g2.addr, NULL);
   CHECK(who(c) != 0);
   CHECK_EQ_INT(gwt_stats(&g2).connections, 1);
-  call_svc(c, "Nope", "X", &r[0]); /* Arith makes room */
+  call_svc(c, "Nope", "X", "", &r[0]); /* Arith makes room */
   CHECK(strcmp(r[0].err, "rpcx: gateway: no instance of service Nope") == 0);
   CHECK_EQ_INT(gwt_stats(&g2).services, 1);
   WAIT(gwt_stats(&g2).connections == 0 && gwt_stats(&g2).instances == 0);
@@ -542,7 +538,7 @@ static void t_limits(void) {
   g.method = "Hold";
   for (i = 0; i < 2; i++) CHECK_EQ_INT(gcall(c, &g, &r[i], NULL), 0);
   WAIT(A.nheld + B.nheld == 2);
-  call_svc(c, "Nope", "X", &r[4]);
+  call_svc(c, "Nope", "X", "", &r[4]);
   CHECK(strcmp(r[4].err, "rpcx: gateway: too many services in use (max_services 1)") == 0);
   CHECK_EQ_INT(gcall(c, &g, &r[2], NULL), 0);
   WAIT(A.nheld + B.nheld == 3);
@@ -554,7 +550,7 @@ static void t_limits(void) {
   A.nheld = B.nheld = 0;
   WAIT(r[0].n + r[1].n + r[2].n == 3);
   for (i = 0; i < 5; i++) grec_free(&r[i]);
-  call_svc(c, "Nope", "X", &r[0]); /* room again */
+  call_svc(c, "Nope", "X", "", &r[0]); /* room again */
   CHECK(strcmp(r[0].err, "rpcx: gateway: no instance of service Nope") == 0);
   grec_free(&r[0]);
   cli_close(c);
