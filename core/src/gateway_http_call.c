@@ -35,33 +35,6 @@
 
 /* ---- small codecs ----------------------------------------------------------- */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Go's url.QueryUnescape into `out` (at least n bytes); -1 on a bad %. */
-static int unescape(const char *s, size_t n, char *out, size_t *outn) {
-  size_t i, k = 0;
-  for (i = 0; i < n; i++) {
-    if (s[i] == '+') {
-      out[k++] = ' ';
-    } else if (s[i] == '%') {
-      int hi, lo;
-      if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
-        return -1;
-      out[k++] = (char)(hi * 16 + lo);
-      i += 2;
-    } else {
-      out[k++] = s[i];
-    }
-  }
-  *outn = k;
-  return 0;
-}
-
 /* Go's url.QueryEscape. */
 static int escape(mrpc_buf_t *b, const char *s, size_t n) {
   static const char hex[] = "0123456789ABCDEF";
@@ -278,9 +251,9 @@ static int take_meta(mrpc_gateway_t *gw, gw_hreq_t *r, const gw_hdr_t *mh,
       return -1;
     }
     if (seg_end > s) {
-      if (unescape(s, (size_t)((eq ? eq : seg_end) - s), k, &kl) < 0) goto bad;
+      if (mrpc__query_unescape(s, (size_t)((eq ? eq : seg_end) - s), k, &kl) < 0) goto bad;
       v = k + kl;
-      if (eq && unescape(eq + 1, (size_t)(seg_end - eq - 1), v, &vl) < 0) goto bad;
+      if (eq && mrpc__query_unescape(eq + 1, (size_t)(seg_end - eq - 1), v, &vl) < 0) goto bad;
       if (!eq) vl = 0;
       for (j = 0; j < r->call.nmeta; j++)
         if (r->meta[j].key_len == kl && memcmp(r->meta[j].key, k, kl) == 0) break;

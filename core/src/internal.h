@@ -17,5 +17,9 @@ char *mrpc__strndup(const char *s, size_t n);
  * for input that is not base64. */
 char *mrpc__b64_enc(const char *s, size_t n);
 char *mrpc__b64_dec(const char *s);
+/* Go's url.QueryUnescape (selector_meta.c): s[0..n) into `out`, which has
+ * room for n bytes and may be `s` itself; "+" is a space, "%XX" a byte.
+ * 0, or -1 for a '%' without two hex digits. */
+int mrpc__query_unescape(const char *s, size_t n, char *out, size_t *outn);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "selector_int.h"
 
 static int hexval(char c) {
@@ -18,25 +19,32 @@ static int hexval(char c) {
   return -1;
 }
 
-/* Go's QueryUnescape, in place: "+" is a space, "%XX" a byte, and a '%'
- * without two hex digits is an error (-1). */
-static int unescape(char *s) {
-  char *w = s;
+int mrpc__query_unescape(const char *s, size_t n, char *out, size_t *outn) {
+  size_t i, k = 0;
 
-  while (*s != '\0') {
-    if (*s == '%') {
-      int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+  for (i = 0; i < n; i++) {
+    if (s[i] == '%') {
+      int hi, lo;
 
-      if (hi < 0 || lo < 0)
+      if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
         return -1;
-      *w++ = (char)(hi * 16 + lo);
-      s += 3;
+      out[k++] = (char)(hi * 16 + lo);
+      i += 2;
     } else {
-      *w++ = *s == '+' ? ' ' : *s;
-      s++;
+      out[k++] = s[i] == '+' ? ' ' : s[i];
     }
   }
-  *w = '\0';
+  *outn = k;
+  return 0;
+}
+
+/* In place, for a NUL-terminated string. */
+static int unescape(char *s) {
+  size_t n;
+
+  if (mrpc__query_unescape(s, strlen(s), s, &n) < 0)
+    return -1;
+  s[n] = '\0';
   return 0;
 }
 

@@ -629,18 +629,23 @@ static void t_bad_opts(void) {
 
 /* ---- suites -------------------------------------------------------------------------- */
 
+/* Starts a suite's backends and gateway; -1 (reported, torn down) when
+ * they cannot be. */
+static int suite_start(const char *url, mrpc_gateway_opts_t *o) {
+  o->log = quiet_log; /* the failures the scenarios cause are logged */
+  o->log_udata = &H;
+  printf("# registry %s\n", url);
+  if (setup(url, o) == 0) return 0;
+  report("setup");
+  teardown();
+  return -1;
+}
+
 static void full_suite(const char *url) {
   mrpc_gateway_opts_t o;
   memset(&o, 0, sizeof o);
   o.timeout_ms = 3000;
-  o.log = quiet_log; /* the failures the scenarios cause are logged */
-  o.log_udata = &H;
-  printf("# registry %s\n", url);
-  if (setup(url, &o) != 0) {
-    report("setup");
-    teardown();
-    return;
-  }
+  if (suite_start(url, &o) < 0) return;
   t_forward();
   t_gzip_serialize();
   t_round_robin();
@@ -665,14 +670,7 @@ static void short_suite(const char *kind, const char *url) {
   mrpc_gateway_opts_t o;
   char name[160];
   memset(&o, 0, sizeof o);
-  o.log = quiet_log;
-  o.log_udata = &H;
-  printf("# registry %s\n", url);
-  if (setup(url, &o) != 0) {
-    report("setup");
-    teardown();
-    return;
-  }
+  if (suite_start(url, &o) < 0) return;
   t_round_robin();
   t_leave();
   teardown();
