@@ -10,12 +10,7 @@ local S = require "support"
 
 local MOONRPC = S.spec_dir .. "/../scripts/moonrpc"
 
-local function addrs(list)
-  local out = {}
-  for _, e in ipairs(list or {}) do out[#out + 1] = e.addr end
-  table.sort(out)
-  return out
-end
+local addrs = S.addrs
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))

@@ -30,12 +30,7 @@ local backends = {
     end },
 }
 
-local function addrs(d)
-  local out = {}
-  for _, e in ipairs(d:get()) do out[#out + 1] = e.addr end
-  table.sort(out)
-  return table.concat(out, " ")
-end
+local function addrs(d) return table.concat(S.addrs(d:get()), " ") end
 
 for _, b in ipairs(backends) do
   describe(b.name .. " registry outage", function()

@@ -41,12 +41,7 @@ local function child(url, ttl, index)
   }, line
 end
 
-local function addrs(list)
-  local out = {}
-  for _, e in ipairs(list or {}) do out[#out + 1] = e.addr end
-  table.sort(out)
-  return out
-end
+local addrs = S.addrs
 
 for _, b in ipairs(backends) do
   describe(b.name .. " registry", function()

@@ -403,6 +403,14 @@ function M.eventually(pred, seconds)
   return true
 end
 
+--- The sorted addresses of a registry list or discovery's entries.
+function M.addrs(list)
+  local out = {}
+  for _, e in ipairs(list or {}) do out[#out + 1] = e.addr end
+  table.sort(out)
+  return out
+end
+
 --- `count` servers that register themselves in `registry` (an object or
 -- a URL) with a lease of `ttl` seconds, each serving Arith.Who, which
 -- answers its index. Not listening yet: serve them when the spec needs.
