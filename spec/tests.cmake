@@ -10,7 +10,8 @@ set(MRPC_SAN_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-o
 
 if(MRPC_SANITIZE_TESTS)
   add_library(moonrpc_obj_asan OBJECT ${MRPC_CORE_SOURCES})
-  target_include_directories(moonrpc_obj_asan PUBLIC ${MRPC_CORE_INCLUDE})
+  target_include_directories(moonrpc_obj_asan PUBLIC ${MRPC_CORE_INCLUDE}
+    PRIVATE ${CMAKE_SOURCE_DIR}/core/src)
   target_compile_options(moonrpc_obj_asan PRIVATE ${MRPC_SAN_FLAGS})
   target_link_libraries(moonrpc_obj_asan PUBLIC ${MRPC_CORE_DEPS})
 endif()

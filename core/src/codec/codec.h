@@ -1,0 +1,27 @@
+/* jsonpack.h (internal): msgpack <-> cJSON, see jsonpack.c. */
+#ifndef MOONRPC_JSONPACK_H
+#define MOONRPC_JSONPACK_H
+
+#include <cjson/cJSON.h>
+#include "base/base.h"
+
+/* Decodes one msgpack value filling exactly `len` bytes into a new cJSON
+ * tree (the caller deletes it). NULL when the bytes are not one msgpack
+ * value, hold a non-string map key or an ext, or nest past max_depth. */
+cJSON *mrpc__msgpack_to_json(const char *data, size_t len, unsigned max_depth);
+
+/* Appends the msgpack encoding of `j` to `out`: integral numbers as
+ * integers, others as float64. 0, MRPC_EDEPTH or MRPC_ENOMEM. */
+int mrpc__json_to_msgpack(const cJSON *j, mrpc_buf_t *out, unsigned max_depth);
+
+/* A service's reply in the caller's codec: msgpack into `pack` (reused),
+ * else JSON text in *text (free it with cJSON_free; NULL for msgpack).
+ * *p, *n: the bytes to send. 0, MRPC_EDEPTH or MRPC_ENOMEM. */
+int mrpc__json_encode(const cJSON *o, int ser, mrpc_buf_t *pack, char **text, const char **p,
+                      size_t *n);
+
+/* A request's arguments in the caller's codec (msgpack, else JSON); no
+ * bytes are an empty object. NULL when they do not decode. */
+cJSON *mrpc__json_decode(const char *data, size_t len, int ser, unsigned max_depth);
+
+#endif

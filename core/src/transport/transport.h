@@ -1,0 +1,93 @@
+/* transport/transport.h (internal): the transport layer, the only header
+ * other folders include from transport/. It holds rpcx addresses and their
+ * parsing (addr.c) and one framed rpcx byte stream over a libuv TCP or pipe
+ * handle (stream.c), shared by server connections and client connections.
+ * It may call the codec (frame decoder and encoder) and base/; it reports
+ * to its owner only through the callbacks below.
+ *
+ * Reads go straight into the frame decoder's buffer. Writes are appended to
+ * `out`; while the stream is inside its own read callback (or the owner has
+ * called mrpc__stream_hold) nothing is written, and everything gathered is
+ * sent with one uv_try_write when the callback returns, a queued uv_write
+ * taking only what the kernel did not accept. That keeps the number of
+ * system calls per request low, which sets throughput on loopback. */
+#ifndef MOONRPC_TRANSPORT_H
+#define MOONRPC_TRANSPORT_H
+
+#include <uv.h>
+#include "base/base.h"
+#include "moonrpc/frame.h"
+
+/* Addresses (addr.c): "host:port", "[v6]:port" or ":port" split into host
+ * and port (0 or MRPC_EADDR); the same parsed into a socket address, 0, or 1
+ * when the host is a name the caller must resolve, or MRPC_EADDR; a socket
+ * address printed as rpcx's "tcp@ip:port" (0 or UV_ENOBUFS). */
+int mrpc__hostport(const char *hp, char *host, size_t hlen, int *port);
+int mrpc__sockaddr(const char *hp, struct sockaddr_storage *ss, char *host,
+                   size_t hlen, int *port);
+int mrpc__sockname(const struct sockaddr_storage *ss, char *buf, size_t len);
+
+typedef struct mrpc__stream_s mrpc__stream_t;
+
+/* Called for each decoded frame; `f` is valid only during the call.
+ * Returns 0 to go on, non-zero to stop reading frames from this read. */
+typedef int (*mrpc__frame_fn)(mrpc__stream_t *st, mrpc_frame_t *f);
+/* Called once when the stream fails: EOF (UV_EOF), a read or write error,
+ * a protocol error from the decoder, or the write queue over its limit. The
+ * owner normally answers with mrpc__stream_close. */
+typedef void (*mrpc__error_fn)(mrpc__stream_t *st, int err);
+/* Raw mode: while set, each read's bytes go here instead of the decoder.
+ * Returns 0 when it took them, 1 to leave raw mode (the hook is cleared) and
+ * decode the same bytes as frames. */
+typedef int (*mrpc__raw_fn)(mrpc__stream_t *st, const char *data, size_t len);
+/* Called once from the close callback: the owner may free the stream. */
+typedef void (*mrpc__closed_fn)(mrpc__stream_t *st);
+
+struct mrpc__stream_s {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
+  mrpc_decoder_t dec;
+  mrpc_buf_t out;     /* gathered, not yet handed to the kernel */
+  mrpc_buf_t wbuf;    /* owned by the uv_write in flight */
+  uv_write_t wreq;
+  uint32_t max_write_queue;
+  unsigned writing : 1;   /* a uv_write is in flight */
+  unsigned connected : 1; /* writes may go out */
+  unsigned closing : 1;   /* uv_close called */
+  unsigned failed : 1;    /* on_error already called */
+  unsigned close_after_flush : 1;
+  unsigned is_pipe : 1;
+  int hold;               /* >0: writes are gathered, not sent */
+  mrpc__frame_fn on_frame;
+  mrpc__raw_fn on_raw;    /* NULL: frames */
+  mrpc__error_fn on_error;
+  mrpc__closed_fn on_closed;
+  void *owner;
+};
+
+/* Initialises the handle (TCP, or a pipe when `pipe` is non-zero) on
+ * `loop` and the decoder with `limits`. 0 or a libuv error. */
+int mrpc__stream_init(mrpc__stream_t *st, uv_loop_t *loop, int pipe,
+                      const mrpc_limits_t *limits);
+/* Marks the stream connected and starts reading. Flushes what was gathered
+ * while connecting. */
+int mrpc__stream_start(mrpc__stream_t *st);
+/* The buffer to encode frames into; call mrpc__stream_flush afterwards. */
+mrpc_buf_t *mrpc__stream_out(mrpc__stream_t *st);
+/* Sends what is gathered unless the stream is held or not connected. */
+void mrpc__stream_flush(mrpc__stream_t *st);
+/* Gather writes until the matching release, which flushes. */
+void mrpc__stream_hold(mrpc__stream_t *st);
+void mrpc__stream_release(mrpc__stream_t *st);
+/* Closes the handle (idempotent); on_closed follows from the loop. */
+void mrpc__stream_close(mrpc__stream_t *st);
+/* Stops reading and closes once everything gathered has been written. */
+void mrpc__stream_close_after_flush(mrpc__stream_t *st);
+/* The peer address as "ip:port" (TCP) or the socket path. */
+int mrpc__stream_peer(mrpc__stream_t *st, char *buf, size_t len);
+
+#endif
