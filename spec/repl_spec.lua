@@ -1,5 +1,5 @@
 -- spec/repl_spec.lua: `moonrpc repl` as a user meets it, through a real
--- pseudo-terminal (spec/c/pty_drive.c forks it under forkpty and plays a
+-- pseudo-terminal (spec/tools/pty_drive.c forks it under forkpty and plays a
 -- script of expect/send steps): a call and its printed reply, Tab
 -- completion, history, `go`, an error with its code, Ctrl-C during a slow
 -- call and at the prompt, Ctrl-D. The Arith service runs as a child

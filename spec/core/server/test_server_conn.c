@@ -1,4 +1,4 @@
-/* test_transport_conn.c: what a host does with a server's connections
+/* test_server_conn.c: what a host does with a server's connections
  * beyond answering requests: server push to a held connection (rpcx's
  * SendMessage), the fallback handler for services not registered (what a
  * gateway forwards), the foreign hook that lets one port answer a

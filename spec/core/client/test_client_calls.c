@@ -1,4 +1,4 @@
-/* test_transport_calls.c: calls between a server and a client over
+/* test_client_calls.c: calls between a server and a client over
  * loopback: a basic call, deferred replies, many concurrent calls, rpcx's
  * error replies (unknown service, method or codec), handler errors, gzip.
  *

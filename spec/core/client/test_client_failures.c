@@ -1,4 +1,4 @@
-/* test_transport_failures.c: how a call ends when no reply comes: call
+/* test_client_failures.c: how a call ends when no reply comes: call
  * timeouts, cancel, connection loss, reconnect, connect refused,
  * heartbeats against a dead peer, closing the client with calls pending,
  * re-entrancy from callbacks, and a write to a reset connection.

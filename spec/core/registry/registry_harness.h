@@ -1,5 +1,5 @@
-/* registry_harness.h: what the registry tests share (test_registry_redis.c,
- * test_registry_moonrpc.c): call records that count every callback (and
+/* registry_harness.h: what the registry tests share (redis/test_registry_redis.c,
+ * test_registry_embedded.c): call records that count every callback (and
  * check that none runs inside the call that started it), registry objects
  * opened, registered into, listed and closed with those checks, and the
  * helper mode a test re-runs itself in to be SIGKILLed while registered.

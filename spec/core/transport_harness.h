@@ -1,6 +1,6 @@
 /* transport_harness.h: the shared harness of the transport tests.
  *
- * The test_transport_*.c programs each include this once. It holds what
+ * The server and client tests (spec/core/server/, spec/core/client/) and the gateway harness each include this once. It holds what
  * every scenario needs to run a server (mrpc_server_*) and clients
  * (mrpc_client_*) on one uv_loop_t that the test owns, as a host would:
  *

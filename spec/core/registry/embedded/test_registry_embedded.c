@@ -1,4 +1,4 @@
-/* test_registry_moonrpc.c: the embedded registry (mrpc_regsrv_*) and its
+/* test_registry_embedded.c: the embedded registry (mrpc_regsrv_*) and its
  * client, the moonrpc:// backend, on one loop over loopback; no external
  * server is needed.
  *
@@ -22,7 +22,7 @@
 
 #include "moonrpc.h"
 #define REG_TTL 1
-#include "registry_harness.h"
+#include "registry/registry_harness.h"
 
 
 /* ---- the registry server, in process ------------------------------------ */
@@ -284,7 +284,7 @@ static void t_expiry(void) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    execl("/proc/self/exe", "test_registry_moonrpc", "--helper", url, (char *)NULL);
+    execl("/proc/self/exe", "test_registry_embedded", "--helper", url, (char *)NULL);
     _exit(127);
   }
   close(fds[1]);

@@ -1,4 +1,4 @@
-/* test_transport_server.c: the server's side of the transport: oneway
+/* test_server.c: the server's side of the transport: oneway
  * requests, graceful shutdown and its timeout, the max_frame and
  * max_conns limits, unix sockets and the auth hook.
  *

@@ -21,7 +21,7 @@
 
 #include "moonrpc.h"
 #define REG_TTL 2
-#include "registry_harness.h"
+#include "registry/registry_harness.h"
 
 /* ---- the server --------------------------------------------------------- */
 
