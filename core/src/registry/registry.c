@@ -1,5 +1,8 @@
-/* registry.c: the generic part of the service registry: URL parsing,
- * backend dispatch, rpcx's key layout (see moonrpc/registry.h). */
+/* registry.c: the top of the service registry: URL parsing, the argument
+ * checks every backend relies on, and dispatch to the backend named by the
+ * URL's scheme (see moonrpc/registry.h). It calls the backends through
+ * their ops tables; they never call this file (a backend reports a close
+ * through the callback it was handed). */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -60,14 +63,6 @@ int mrpc_registry_open(uv_loop_t *loop, const char *url, mrpc_registry_t **out) 
 }
 
 const char *mrpc_registry_base(const mrpc_registry_t *r) { return r->base; }
-
-int mrpc__reg_key(const mrpc_registry_t *r, const char *service, const char *addr,
-                  char *buf, size_t len) {
-  int n = addr ? snprintf(buf, len, "%s/%s/%s", r->base, service, addr)
-          : *service ? snprintf(buf, len, "%s/%s/", r->base, service)
-                     : snprintf(buf, len, "%s/", r->base); /* every service */
-  return (n < 0 || (size_t)n >= len) ? MRPC_EINVAL : 0;
-}
 
 static int check_names(const char *service, const char *addr) {
   if (!service || !*service || strchr(service, '/')) return MRPC_EINVAL;
