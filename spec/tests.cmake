@@ -124,3 +124,17 @@ if(TEST etcd_start AND TEST redis_start)
     endforeach()
   endforeach()
 endif()
+
+# Dependencies point one way (ARCHITECTURE.md): no two files of the core or
+# of the Lua binding call each other, directly or round a circle; the core's
+# subsystems depend on each other one way; a folder includes only another's
+# one internal header; no Lua header under core/. Reads the objects' symbols.
+find_program(LUA_INTERP NAMES lua5.4 lua REQUIRED)
+set(MRPC_LAYERS_ARGS ${CMAKE_SOURCE_DIR}/core/src
+  ${CMAKE_BINARY_DIR}/CMakeFiles/moonrpc_obj.dir/core/src)
+if(MRPC_BUILD_LUA)
+  list(APPEND MRPC_LAYERS_ARGS ${CMAKE_SOURCE_DIR}/lua/src
+    ${CMAKE_BINARY_DIR}/CMakeFiles/moonrpc_lua.dir/lua/src)
+endif()
+add_test(NAME layers COMMAND ${LUA_INTERP} ${CMAKE_SOURCE_DIR}/spec/tools/layers.lua ${MRPC_LAYERS_ARGS})
+set_tests_properties(layers PROPERTIES TIMEOUT 60)
