@@ -116,10 +116,11 @@ int mrpc_gzip_decompress(mrpc_buf_t *out, const char *in, size_t len,
  * mrpc_decoder_free(). */
 typedef struct mrpc_decoder_s {
   mrpc_limits_t limits;
-  mrpc_buf_t in;       /* bytes received and not yet consumed */
+  mrpc_buf_t in;       /* owned: bytes received and not yet consumed */
   size_t pos;          /* start of the next frame in `in` */
-  mrpc_buf_t inflate;  /* decompressed payload of the last frame */
-  mrpc_meta_t *meta;   /* metadata pairs of the last frame */
+  mrpc_buf_t inflate;  /* owned: decompressed payload of the last frame */
+  mrpc_meta_t *meta;   /* owned: metadata pairs of the last frame (they
+                          point into `in`) */
   size_t meta_cap;
   int error;           /* sticky: once set, every call returns it */
 } mrpc_decoder_t;
@@ -127,7 +128,8 @@ typedef struct mrpc_decoder_s {
 /* Initialises a decoder with `limits` (NULL: all defaults; zero fields take
  * their defaults). Allocates nothing. */
 void mrpc_decoder_init(mrpc_decoder_t *d, const mrpc_limits_t *limits);
-/* Releases the decoder's memory. */
+/* Releases the decoder's memory (`in`, `inflate`, `meta`); the struct
+ * itself stays the caller's. */
 void mrpc_decoder_free(mrpc_decoder_t *d);
 /* Drops every buffered byte and clears the sticky error; keeps the memory
  * and the limits. Frames returned earlier become invalid. */

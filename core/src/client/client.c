@@ -7,56 +7,7 @@
  * freed once its handles close, and the next call opens a new link. */
 #include <stdlib.h>
 #include <string.h>
-#include "base/base.h"
-#include "transport/transport.h"
-
-#define SMALL_META 16
-
-typedef struct call_s {
-  uint64_t seq;
-  uint64_t deadline;   /* uv_now ms; 0: none */
-  uint64_t sent_ns;    /* heartbeats: for the round trip */
-  mrpc_call_cb cb;
-  void *udata;
-  struct call_s *tprev, *tnext; /* the deadline-ordered list */
-  int kind;            /* CALL, PING (user) or HEARTBEAT (ours) */
-} call_t;
-
-enum { CALL, PING, HEARTBEAT };
-
-typedef struct link_s {
-  mrpc__stream_t st;   /* first: its handle is the link's */
-  mrpc_client_t *cli;  /* always set; the link is live while cli->link == it */
-  uv_timer_t timer;    /* connect timeout, then heartbeats */
-  uv_connect_t creq;
-  uv_getaddrinfo_t gai;
-  int refs;            /* open handles and requests in flight */
-  int up;
-  int err;             /* the error a deferred failure reports */
-} link_t;
-
-struct mrpc_client_s {
-  uv_loop_t *loop;
-  char *address;
-  const char *network;
-  char target[300];
-  mrpc_client_opts_t opts;
-  link_t *link;
-  call_t **tab;        /* open addressing, keyed by seq */
-  size_t cap, count;
-  call_t *thead, *ttail;
-  call_t *spare;       /* one reusable call struct list (via tnext) */
-  uv_timer_t timer;
-  uint64_t next_seq;
-  uint64_t rtt_us;
-  int closing;
-  int sending;         /* inside mrpc_client_call: failures are deferred */
-  int corked;          /* >0: writes are gathered until uncorked */
-  int live;            /* the timer + links still referring to us */
-  mrpc_client_cb close_cb;
-  void *close_udata;
-  mrpc_buf_t scratch;
-};
+#include "client/client.h"
 
 static void link_fail(link_t *l, int err);
 static int call_heartbeat(mrpc_client_t *c, int kind, uint64_t timeout,

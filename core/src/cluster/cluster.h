@@ -1,8 +1,13 @@
-/* selector_int.h: what the selector's files share inside libmoonrpc: the
- * parsed metadata of one server and the consistent-hash bucket table.
- * Public contracts are in moonrpc/selector.h. */
-#ifndef MOONRPC_SELECTOR_INT_H
-#define MOONRPC_SELECTOR_INT_H
+/* cluster/cluster.h (internal): rpcx's selectors, the part of the cluster
+ * client that lives in C (public contracts in moonrpc/selector.h; the fail
+ * modes, broadcast and fork are in the Lua xclient above it). The files
+ * share what this header holds: the parsed metadata of one server
+ * (selector_meta.c, which also measures distance for Closest) and the
+ * consistent-hash bucket table (selector_hash.c); selector.c, the selector
+ * object and each mode's pick, sits on top of both. The cluster is pure
+ * code: it calls only base/ and libm, no socket, no loop. */
+#ifndef MOONRPC_CLUSTER_H
+#define MOONRPC_CLUSTER_H
 
 #include "moonrpc/selector.h"
 
@@ -34,6 +39,7 @@ double mrpc__geo_distance(double lat1, double lon1, double lat2, double lon2);
  * moves only the keys of servers that came or went; and a "compact" array
  * (swap-remove) that answers the keys that land in a hole. Entries are
  * indices into the selector's live server array; MRPC__NONE is a hole. */
+/* Its arrays are owned and freed by mrpc__ring_free. */
 typedef struct mrpc__ring_s {
   size_t *loose;
   size_t nloose;

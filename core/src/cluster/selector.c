@@ -18,6 +18,8 @@ typedef struct server_s {
   double lat, lon;
 } server_t;
 
+/* Every array below is owned: free_owned releases them when an update
+ * replaces the list, and mrpc_selector_free through it. */
 struct mrpc_selector_s {
   mrpc_select_mode_t mode;
   uint64_t rng;                /* splitmix64 state */
@@ -32,7 +34,7 @@ struct mrpc_selector_s {
   int has_point;
   double lat, lon;
   mrpc_select_fn user_fn;
-  void *user_udata;
+  void *user_udata;            /* not owned: SelectByUser's host data */
 };
 
 static const char *const mode_names[] = {

@@ -1,6 +1,13 @@
-/* jsonpack.h (internal): msgpack <-> cJSON, see jsonpack.c. */
-#ifndef MOONRPC_JSONPACK_H
-#define MOONRPC_JSONPACK_H
+/* codec/codec.h (internal): the codec layer, pure code over bytes, with no
+ * socket and no loop. Its public half is in moonrpc/frame.h and
+ * moonrpc/common.h: the rpcx frame encoder and streaming decoder (frame.c),
+ * gzip with its cap (gzip.c), the growable buffer and the limits' defaults
+ * (buf.c). This header adds the internal half: the bounded msgpack <-> cJSON
+ * bridge (jsonpack.c) that reflection and the embedded registry use to
+ * answer in whichever codec the caller sent. The codec calls only base/,
+ * zlib, msgpack-c and cJSON. */
+#ifndef MOONRPC_CODEC_H
+#define MOONRPC_CODEC_H
 
 #include <cjson/cJSON.h>
 #include "base/base.h"

@@ -43,6 +43,8 @@ typedef int (*mrpc__raw_fn)(mrpc__stream_t *st, const char *data, size_t len);
 /* Called once from the close callback: the owner may free the stream. */
 typedef void (*mrpc__closed_fn)(mrpc__stream_t *st);
 
+/* Embedded in its owner (a server connection, a client link), which frees
+ * the memory only from on_closed, after the handle has closed. */
 struct mrpc__stream_s {
   union {
     uv_handle_t handle;
@@ -50,9 +52,9 @@ struct mrpc__stream_s {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
-  mrpc_decoder_t dec;
-  mrpc_buf_t out;     /* gathered, not yet handed to the kernel */
-  mrpc_buf_t wbuf;    /* owned by the uv_write in flight */
+  mrpc_decoder_t dec; /* owned; its memory freed at close */
+  mrpc_buf_t out;     /* owned, freed at close: gathered, not yet handed to the kernel */
+  mrpc_buf_t wbuf;    /* owned, freed at close; lent to the uv_write in flight */
   uv_write_t wreq;
   uint32_t max_write_queue;
   unsigned writing : 1;   /* a uv_write is in flight */
@@ -66,7 +68,7 @@ struct mrpc__stream_s {
   mrpc__raw_fn on_raw;    /* NULL: frames */
   mrpc__error_fn on_error;
   mrpc__closed_fn on_closed;
-  void *owner;
+  void *owner;            /* not owned: the struct this stream is embedded in */
 };
 
 /* Initialises the handle (TCP, or a pipe when `pipe` is non-zero) on

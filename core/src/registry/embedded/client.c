@@ -1,4 +1,4 @@
-/* registry_moonrpc.c: the moonrpc:// backend, the client of the embedded
+/* client.c: the moonrpc:// backend, the client of the embedded
  * registry (regsrv.c, protocol in moonrpc/registry.h) over one rpcx
  * connection.
  *
@@ -15,8 +15,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
-#include "base/base.h"
-#include "registry/registry.h"
+#include "registry/embedded/embedded.h"
 
 #define CALL_TIMEOUT_MS 3000
 #define TICK_MAX_MS 1000
@@ -28,9 +27,11 @@
 
 typedef struct mreg_s mreg_t;
 
+/* One registered instance; in mreg_t's list from register until unregister
+ * (or close), freed by inst_free. */
 typedef struct minst_s {
   struct minst_s *next;
-  char *service, *addr, *meta;
+  char *service, *addr, *meta; /* owned, freed with the instance */
   unsigned ttl;
   char lease[ID_MAX]; /* "" while not registered */
   int busy;           /* a Register in flight */
@@ -39,22 +40,26 @@ typedef struct minst_s {
   void *udata;
 } minst_t;
 
+/* One watch; in mreg_t's list until unwatch or close, which free it (after
+ * an Unwatch in flight ends, when busy). */
 typedef struct mwatch_s {
   mrpc_watch_t head;
   struct mwatch_s *next;
-  mreg_t *m;
-  char *service;
+  mreg_t *m;           /* not owned: the backend outlives its watches */
+  char *service;       /* owned, freed with the watch */
   mrpc_reg_list_cb cb;
   void *udata;
   char id[ID_MAX]; /* "" while not watching */
   int busy, dead;
 } mwatch_t;
 
+/* The backend's state, freed by the close path once the client and the
+ * timer have closed (maybe_finish_close). */
 struct mreg_s {
-  mrpc_registry_t *r;
-  mrpc_client_t *cli;
-  minst_t *insts;
-  mwatch_t *watches;
+  mrpc_registry_t *r;  /* not owned: registry.c frees it after our close */
+  mrpc_client_t *cli;  /* owned: closed by the close path */
+  minst_t *insts;      /* owned list */
+  mwatch_t *watches;   /* owned list */
   uv_timer_t tick;
   uint64_t backoff; /* 0: healthy */
   int keepalive_busy;
@@ -66,15 +71,17 @@ struct mreg_s {
 
 enum { OP_REGISTER, OP_UPDATE, OP_UNREGISTER, OP_KEEPALIVE, OP_LIST, OP_WATCH, OP_UNWATCH, OP_CLOSE_UNREG };
 
+/* One call to the registry in flight; freed by on_reply (or by send_call
+ * when the call could not start). */
 typedef struct mop_s {
   mreg_t *m;
   int kind;
-  minst_t *inst;
-  mwatch_t *w;
+  minst_t *inst;        /* not owned: the instance it acts for, if any */
+  mwatch_t *w;          /* not owned: the watch it acts for, if any */
   mrpc_reg_cb cb;
   mrpc_reg_list_cb lcb;
   void *udata;
-  char *service;
+  char *service;        /* owned (list calls), freed with the op */
 } mop_t;
 
 static void schedule(mreg_t *m, uint64_t ms);
@@ -101,7 +108,7 @@ static int send_call(mreg_t *m, const char *method, cJSON *body, mop_t *op) {
     return MRPC_ENOMEM;
   }
   memset(&a, 0, sizeof a);
-  a.service = "Registry";
+  a.service = MRPC__REGSRV_SERVICE;
   a.method = method;
   a.payload = text;
   a.payload_len = strlen(text);

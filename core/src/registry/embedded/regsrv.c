@@ -11,36 +11,40 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
-#include "base/base.h"
 #include "codec/codec.h"
+#include "registry/embedded/embedded.h"
 
-#define SERVICE_NAME "Registry"
+#define SERVICE_NAME MRPC__REGSRV_SERVICE
 #define ID_LEN 24
 
+/* One registered instance; freed by entry_free when unregistered or expired,
+ * or when the registry closes. */
 typedef struct entry_s {
   struct entry_s *next;
-  char *base, *service, *addr, *meta;
+  char *base, *service, *addr, *meta; /* owned, freed by entry_free */
   char lease[ID_LEN];
   uint64_t ttl_ms, expires;
 } entry_t;
 
+/* One watch; freed on Unwatch, by the sweep after its connection closed,
+ * or at close. */
 typedef struct watcher_s {
   struct watcher_s *next;
-  mrpc_conn_t *conn; /* held */
-  char *base, *service; /* service "": every service under base */
+  mrpc_conn_t *conn;    /* held (mrpc_conn_hold); released when the watcher goes */
+  char *base, *service; /* owned; service "": every service under base */
   char id[ID_LEN];
   int ser; /* the codec it watched with: pushes use it too */
 } watcher_t;
 
 struct mrpc_regsrv_s {
   uv_loop_t *loop;
-  mrpc_server_t *srv;
+  mrpc_server_t *srv;   /* not owned: the host's server we added "Registry" to */
   mrpc_regsrv_opts_t opts;
-  entry_t *entries;
+  entry_t *entries;     /* owned list */
   size_t nentries, nwatchers;
-  watcher_t *watchers;
+  watcher_t *watchers;  /* owned list */
   uv_timer_t timer; /* the next lease expiry */
-  mrpc_buf_t pack;  /* msgpack output, reused */
+  mrpc_buf_t pack;  /* msgpack output, reused; freed at close */
   uint32_t epoch;   /* tells this process's ids from an earlier one's */
   uint64_t next_id;
   mrpc_reg_cb close_cb;
@@ -176,11 +180,12 @@ static void on_expiry(uv_timer_t *t) {
 
 /* ---- the methods ------------------------------------------------------------ */
 
+/* One request being handled, on the handler's stack. */
 typedef struct call_s {
   mrpc_regsrv_t *r;
-  mrpc_req_t *req;
+  mrpc_req_t *req;      /* not owned: answered once before the handler returns */
   int ser;
-  cJSON *in, *out;
+  cJSON *in, *out;      /* owned, deleted before the handler returns */
   const char *err;
   char errbuf[160];
 } call_t;
