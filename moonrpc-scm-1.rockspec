@@ -16,11 +16,18 @@ call Go rpcx services. Calls yield inside coroutines. The C core
   labels = { "rpc", "rpcx", "libuv", "msgpack" },
 }
 dependencies = { "lua >= 5.4, < 5.5" }
+-- Every library the build links, each with its Debian package, so that a
+-- missing one gets luarocks' hint (set LIBUV_DIR=... ) instead of a CMake
+-- error: libuv1-dev libmsgpack-dev zlib1g-dev libcjson-dev
+-- libcurl4-openssl-dev libhiredis-dev libedit-dev.
 external_dependencies = {
-  LIBUV = { header = "uv.h" },
-  MSGPACK = { header = "msgpack.h" },
-  ZLIB = { header = "zlib.h" },
-  CJSON = { header = "cjson/cJSON.h" },
+  LIBUV = { header = "uv.h", library = "uv" },
+  MSGPACK = { header = "msgpack.h", library = "msgpackc" },
+  ZLIB = { header = "zlib.h", library = "z" },
+  CJSON = { header = "cjson/cJSON.h", library = "cjson" },
+  CURL = { header = "curl/curl.h", library = "curl" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
+  EDIT = { header = "histedit.h", library = "edit" },
 }
 build = {
   type = "cmake",

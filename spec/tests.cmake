@@ -138,3 +138,10 @@ if(MRPC_BUILD_LUA)
 endif()
 add_test(NAME layers COMMAND ${LUA_INTERP} ${CMAKE_SOURCE_DIR}/spec/tools/layers.lua ${MRPC_LAYERS_ARGS})
 set_tests_properties(layers PROPERTIES TIMEOUT 60)
+
+# What a C host does with an installed libmoonrpc: find_package(moonrpc)
+# (shared and static targets) and pkg-config, plain and --static.
+if(MRPC_INSTALL_CORE)
+  add_test(NAME install_check COMMAND ${CMAKE_SOURCE_DIR}/spec/tools/install_check.sh ${CMAKE_BINARY_DIR})
+  set_tests_properties(install_check PROPERTIES TIMEOUT 120)
+endif()
