@@ -1,6 +1,6 @@
-/* registry_etcd_watch.c: list and watch for the etcd registry backend
- * (registry_etcd.c): range reads over a service's prefix, and the watch
- * stream that reports the service's list whenever it changes.
+/* registry/etcd/etcd_watch.c: list and watch for the etcd backend: range
+ * reads over a service's prefix, and the watch stream that reports the
+ * service's list whenever it changes.
  *
  * list() is one POST /v3/kv/range over the prefix, reported as entries.
  *
@@ -8,7 +8,11 @@
  * etcd confirms it (created), and after every batch of events, it re-reads
  * the whole range and reports that list: simple, and never out of order.
  * When the stream breaks it reports nothing and reconnects with backoff
- * (0.2 s doubling to 5 s), as it does when a re-read fails. */
+ * (0.2 s doubling to 5 s), as it does when a re-read fails.
+ *
+ * It calls down into etcd_op.c (ops, posts, liveness), etcd_json.c (the
+ * requests, and the parsing of range answers and stream lines), http.c
+ * (cancel) and registry/key.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -17,63 +21,29 @@
 
 #define MAX_WATCH_LINE (4u * 1024 * 1024) /* one event batch on the stream */
 
-/* ---- range reads -------------------------------------------------------- */
+typedef struct watch_s {
+  mrpc_watch_t head;      /* first: what the caller holds */
+  struct watch_s *prev, *next;
+  etcd_t *e;              /* borrowed: the backend that lists it in e->watches */
+  char *prefix;           /* owned, freed in watch_closed */
+  mrpc_reg_list_cb cb;
+  void *udata;            /* the caller's, never freed here */
+  uv_timer_t timer;       /* reconnect with backoff, or re-read now; its close frees w */
+  mrpc__http_req_t *stream, *range; /* in flight; canceled by unwatch */
+  mrpc_buf_t line;        /* owned, freed in watch_closed: a partial line of the stream */
+  int created, dirty;
+  unsigned backoff;
+} watch_t;
 
-/* The prefix's range_end: the prefix with its last byte plus one. */
-static int add_range(cJSON *o, const char *prefix) {
-  size_t n = strlen(prefix);
-  char end[600];
-  int rc;
-  if (n == 0 || n >= sizeof end) return MRPC_EINVAL;
-  memcpy(end, prefix, n);
-  end[n - 1]++;
-  if ((rc = mrpc__etcd_add_b64(o, "key", prefix, n)) < 0) return rc;
-  return mrpc__etcd_add_b64(o, "range_end", end, n);
-}
+/* ---- range reads -------------------------------------------------------- */
 
 /* Reports the kvs of a range answer to cb as entries of `service`. */
 static int report_range(const cJSON *j, const char *service, mrpc_reg_list_cb cb,
                         void *udata) {
-  const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(j, "kvs"), *kv;
-  mrpc_reg_entry_t *list = NULL;
-  char **strs = NULL;
-  size_t n = 0, cap = kvs ? (size_t)cJSON_GetArraySize(kvs) : 0, i;
-  int rc = 0;
-  if (kvs && !cJSON_IsArray(kvs)) return MRPC_EPROTO;
-  if (cap && (!(list = calloc(cap, sizeof *list)) || !(strs = calloc(cap * 3, sizeof *strs)))) {
-    free(list);
-    return MRPC_ENOMEM;
-  }
-  cJSON_ArrayForEach(kv, kvs) {
-    const char *k = mrpc__etcd_jstr(kv, "key"), *v = mrpc__etcd_jstr(kv, "value"), *slash;
-    char *key = k ? mrpc__b64_dec(k) : NULL, *val = mrpc__b64_dec(v ? v : "");
-    strs[3 * n] = key;
-    strs[3 * n + 1] = val;
-    if (!key || !val) {
-      rc = MRPC_EPROTO;
-      n++;
-      break;
-    }
-    slash = strrchr(key, '/');
-    list[n].service = service;
-    if (!*service) { /* every service: base/Service/addr names it */
-      const char *p = slash;
-      while (p && p > key && p[-1] != '/') p--;
-      if (!p || !(strs[3 * n + 2] = mrpc__strndup(p, (size_t)(slash - p)))) {
-        rc = p ? MRPC_ENOMEM : MRPC_EPROTO;
-        n++;
-        break;
-      }
-      list[n].service = strs[3 * n + 2];
-    }
-    list[n].addr = slash ? slash + 1 : key;
-    list[n].meta = val;
-    n++;
-  }
-  if (rc == 0) cb(0, list, n, udata);
-  for (i = 0; i < 3 * n; i++) free(strs[i]);
-  free(strs);
-  free(list);
+  etcd_range_t rg;
+  int rc = mrpc__etcd_range_parse(j, service, &rg);
+  if (rc == 0) cb(0, rg.list, rg.n, udata);
+  mrpc__etcd_range_free(&rg);
   return rc;
 }
 
@@ -112,16 +82,9 @@ int mrpc__etcd_list(mrpc_registry_t *r, const char *service, mrpc_reg_list_cb cb
   if ((rc = mrpc__reg_key(r, service, NULL, prefix, sizeof prefix)) < 0) return rc;
   if (!(o = mrpc__etcd_op_new(e, OP_LIST, prefix, NULL, udata))) return MRPC_ENOMEM;
   o->lcb = cb;
-  if (!(q = cJSON_CreateObject()) || (rc = add_range(q, prefix)) < 0) {
-    cJSON_Delete(q);
-    rc = q ? rc : MRPC_ENOMEM;
-  } else {
+  if ((rc = mrpc__etcd_q_range(prefix, &q)) == 0)
     rc = mrpc__etcd_post(e, "/v3/kv/range", q, REQ_TIMEOUT_MS, NULL, on_listed, o, &o->req);
-  }
-  if (rc < 0) {
-    UNLINK(e->ops, o);
-    mrpc__etcd_op_free(o);
-  }
+  if (rc < 0) mrpc__etcd_op_drop(o);
   return rc;
 }
 
@@ -159,22 +122,15 @@ static int on_watch_data(const char *p, size_t n, void *ud) {
   if (mrpc_buf_append(&w->line, p, n) < 0) return MRPC_ENOMEM;
   while ((nl = memchr(w->line.data, '\n', w->line.len)) != NULL) {
     size_t ll = (size_t)(nl - w->line.data);
-    cJSON *j = ll > 1 ? cJSON_ParseWithLength(w->line.data, ll) : NULL;
-    const cJSON *res = j ? cJSON_GetObjectItemCaseSensitive(j, "result") : NULL, *ev;
+    int rc = mrpc__etcd_watch_line(w->line.data, ll);
     mrpc_buf_consume(&w->line, ll + 1);
-    if (ll <= 1) continue; /* a blank line between objects */
-    if (!res || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "canceled"))) {
-      cJSON_Delete(j);
-      return MRPC_EREMOTE; /* an error object, or the watch ended */
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "created"))) {
+    if (rc < 0) return rc; /* an error object, or the watch ended */
+    if (rc & WATCH_CREATED) {
       w->created = 1;
       w->dirty = 1;
       w->backoff = 0;
     }
-    ev = cJSON_GetObjectItemCaseSensitive(res, "events");
-    if (cJSON_GetArraySize(ev) > 0) w->dirty = 1;
-    cJSON_Delete(j);
+    if (rc & WATCH_EVENTS) w->dirty = 1;
   }
   /* Not from inside libcurl's callback: through the timer. */
   if (w->dirty && w->created && !w->range) uv_timer_start(&w->timer, watch_kick, 0, 0);
@@ -192,22 +148,19 @@ static void on_watch_end(int status, long code, const char *body, size_t len, vo
 static void watch_kick(uv_timer_t *t) {
   watch_t *w = t->data;
   etcd_t *e = w->e;
-  cJSON *q, *c;
-  int rc = MRPC_ENOMEM;
+  cJSON *q;
+  int rc;
   if (!w->stream) {
-    if ((q = cJSON_CreateObject()) && (c = cJSON_AddObjectToObject(q, "create_request")) &&
-        add_range(c, w->prefix) == 0)
+    if ((rc = mrpc__etcd_q_watch(w->prefix, &q)) == 0)
       rc = mrpc__etcd_post(e, "/v3/watch", q, 0, on_watch_data, on_watch_end, w, &w->stream);
-    else cJSON_Delete(q);
     if (rc < 0) watch_retry(w);
     return;
   }
   if (w->created && w->dirty && !w->range) {
     w->dirty = 0;
-    if ((q = cJSON_CreateObject()) && add_range(q, w->prefix) == 0)
+    if ((rc = mrpc__etcd_q_range(w->prefix, &q)) == 0)
       rc = mrpc__etcd_post(e, "/v3/kv/range", q, REQ_TIMEOUT_MS, NULL, on_watch_range, w,
                            &w->range);
-    else cJSON_Delete(q);
     if (rc < 0) {
       w->dirty = 1;
       watch_retry(w);
@@ -232,6 +185,10 @@ void mrpc__etcd_unwatch(mrpc_watch_t *hw) {
   if (w->range) mrpc__http_cancel(w->range);
   w->stream = w->range = NULL;
   uv_close((uv_handle_t *)&w->timer, watch_closed);
+}
+
+void mrpc__etcd_unwatch_all(etcd_t *e) {
+  while (e->watches) mrpc__etcd_unwatch(&e->watches->head);
 }
 
 int mrpc__etcd_watch(mrpc_registry_t *r, const char *service, mrpc_reg_list_cb cb,

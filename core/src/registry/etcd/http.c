@@ -1,4 +1,4 @@
-/* registry_http.c: JSON-over-HTTP POSTs for the etcd registry backend,
+/* registry/etcd/http.c: JSON-over-HTTP POSTs for the etcd registry backend,
  * through libcurl's multi-socket interface driven by the host's libuv loop.
  *
  * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
@@ -11,7 +11,8 @@
  * request's streaming data callback (the etcd watch) runs inside libcurl's
  * write callback and must not touch the multi handle.
  *
- * The contracts are in registry_http.h; registry_etcd.c is the only user. */
+ * The contracts are in http.h; the etcd backend (etcd_op.c, and the
+ * cancels of etcd_register.c and etcd_watch.c) is the only user. */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -23,36 +24,42 @@
  * with MRPC_ETOOBIG. A streamed response bounds its own lines. */
 #define MRPC_HTTP_MAX_BODY (4u * 1024 * 1024)
 
+/* One socket libcurl asked us to watch; freed in sock_closed, after its
+ * poll handle has closed. */
 typedef struct sock_s {
   uv_poll_t poll;
-  struct mrpc__http_s *h;
+  struct mrpc__http_s *h;     /* borrowed: the client that lists it */
   curl_socket_t fd;
   struct sock_s *prev, *next;
 } sock_t;
 
+/* The client; freed by handle_closed once its last uv handle has closed,
+ * after mrpc__http_close. */
 struct mrpc__http_s {
-  uv_loop_t *loop;
-  CURLM *multi;
+  uv_loop_t *loop;            /* the host's, borrowed */
+  CURLM *multi;               /* owned; curl_multi_cleanup in finish_close */
   struct curl_slist *headers; /* owned; freed after curl_multi_cleanup */
   char base[300];             /* "http://host:port" */
-  uv_timer_t timer;
-  sock_t *socks;              /* polls not yet closing */
-  mrpc__http_req_t *reqs;     /* requests in flight */
+  uv_timer_t timer;           /* libcurl's wake-up */
+  sock_t *socks;              /* owned: polls not yet closing */
+  mrpc__http_req_t *reqs;     /* owned: requests in flight, freed when they end or are canceled */
   int handles;                /* open uv handles: timer + polls */
   int dispatching;
   int closing;                /* close requested */
   int shut;                   /* curl_multi_cleanup done */
-  void (*close_cb)(void *udata);
+  void (*close_cb)(void *udata); /* the owner's, called once h is freed */
   void *close_udata;
 };
 
+/* A request in flight; freed after its callback (dispatch) or by
+ * mrpc__http_cancel. */
 struct mrpc__http_req_s {
-  mrpc__http_t *h;
-  CURL *easy;
-  mrpc_buf_t body;
+  mrpc__http_t *h;            /* borrowed: the client that lists it */
+  CURL *easy;                 /* owned; curl_easy_cleanup when it ends */
+  mrpc_buf_t body;            /* owned: the collected body, freed with the request */
   mrpc__http_data_cb on_data; /* streaming: bytes go here, not to body */
   mrpc__http_cb cb;
-  void *udata;
+  void *udata;                /* the caller's, never freed here */
   int err;                    /* set by the write callback when it aborts */
   mrpc__http_req_t *prev, *next;
 };

@@ -1,11 +1,13 @@
-/* registry_http.h (internal): JSON-over-HTTP POSTs on the host's libuv loop,
- * through libcurl's multi-socket interface (registry_http.c). The etcd
- * registry backend is its only user.
+/* registry/etcd/http.h (internal): JSON-over-HTTP POSTs on the host's libuv
+ * loop, through libcurl's multi-socket interface (http.c). The etcd
+ * registry backend is its only user, but it knows nothing of etcd: it
+ * calls only libcurl, libuv and base/, and reports through the callbacks
+ * each post is handed.
  *
  * One mrpc__http_t talks to one host:port and holds any number of requests
  * in flight. Nothing blocks and no thread is started; every callback runs
  * on the loop's thread. A response body is kept in memory up to
- * MRPC_HTTP_MAX_BODY (4 MiB, registry_http.c; beyond it the request fails
+ * MRPC_HTTP_MAX_BODY (4 MiB, http.c; beyond it the request fails
  * with MRPC_ETOOBIG) unless the request streams it to a data callback. */
 #ifndef MOONRPC_REGISTRY_HTTP_H
 #define MOONRPC_REGISTRY_HTTP_H
