@@ -1,15 +1,16 @@
 /* lmsgpack.c: the msgpack codec of the Lua binding (see lcodec.c for the
- * mapping). Encoding goes through msgpack-c's packer, writing into our own
- * buffer; decoding is our own bounds-checked reader that pushes values
- * straight onto the Lua stack: no intermediate object tree, no count taken
- * from the wire before the bytes behind it are there, and an exact depth
- * limit. */
+ * mapping), called by lcodec.c's dispatch; it calls only the value helpers
+ * of lvalue.c and msgpack-c's packer. Encoding goes through that packer,
+ * writing into our own buffer; decoding is our own bounds-checked reader
+ * that pushes values straight onto the Lua stack: no intermediate object
+ * tree, no count taken from the wire before the bytes behind it are there,
+ * and an exact depth limit. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <lauxlib.h>
 #include <msgpack.h>
-#include "lcodec.h"
+#include "lvalue.h"
 
 /* ---- msgpack encoding ----------------------------------------------------- */
 
