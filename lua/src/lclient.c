@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 #include "lcodec.h"
 
 #define CLIENT_MT "moonrpc.client"
@@ -29,8 +29,6 @@ typedef struct lmrpc_pcall_s {
   lclient_t *lc;
   lua_Integer id;
 } pcall_t;
-
-void lmrpc_read_limits(lua_State *L, int t, mrpc_limits_t *l);
 
 static lclient_t *check_client(lua_State *L) {
   lclient_t *lc = luaL_checkudata(L, 1, CLIENT_MT);

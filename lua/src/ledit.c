@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <editline/readline.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 
 #define EDIT_GUARD "moonrpc.edit"
 

@@ -5,7 +5,7 @@
  * changes. */
 #include <stdlib.h>
 #include <string.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 
 #define REGISTRY_MT "moonrpc.registry"
 

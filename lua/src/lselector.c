@@ -3,7 +3,7 @@
  * Lua xclient to pick a server for each call. */
 #include <stdlib.h>
 #include <string.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 #include "moonrpc/selector.h"
 
 #define SELECTOR_MT "moonrpc.selector"

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 #include "lcodec.h"
 
 #define SERVER_MT "moonrpc.server"
@@ -79,31 +79,6 @@ static int on_auth(mrpc_req_t *req, const char *token, size_t len, void *udata,
 
 static void log_sink(void *udata, int level, const char *msg) {
   fprintf(stderr, "moonrpc: %s\n", msg);
-}
-
-static uint32_t opt_u32(lua_State *L, int t, const char *k) {
-  lua_Integer v;
-  if (lua_getfield(L, t, k) == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  v = luaL_checkinteger(L, -1);
-  lua_pop(L, 1);
-  if (v < 1 || v > 0x7fffffff) luaL_error(L, "moonrpc: option %s out of range", k);
-  return (uint32_t)v;
-}
-
-/* Reads the named limits from an options table (absent: defaults). */
-void lmrpc_read_limits(lua_State *L, int t, mrpc_limits_t *l) {
-  memset(l, 0, sizeof *l);
-  if (lua_type(L, t) != LUA_TTABLE) return;
-  l->max_frame = opt_u32(L, t, "max_frame");
-  l->max_meta_pairs = opt_u32(L, t, "max_meta_pairs");
-  l->max_meta_bytes = opt_u32(L, t, "max_meta_bytes");
-  l->max_decompressed = opt_u32(L, t, "max_decompressed");
-  l->max_depth = opt_u32(L, t, "max_depth");
-  l->max_conns = opt_u32(L, t, "max_conns");
-  l->max_write_queue = opt_u32(L, t, "max_write_queue");
 }
 
 /* server_new([opts]) -> server */

@@ -22,7 +22,8 @@
 #include <string.h>
 #include <errno.h>
 #include <signal.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
+#include "lloop.h"
 
 #define SIGNAL_MT "moonrpc.signal"
 
@@ -92,7 +93,6 @@ static const luaL_Reg methods[] = {
 
 /* ---- the REPL's interrupt guard ---------------------------------------------- */
 
-volatile sig_atomic_t lmrpc_in_run;
 static lua_State *volatile guard_L;
 static lmrpc_ctx_t *guard_ctx;
 static struct sigaction guard_prev;
