@@ -8,9 +8,11 @@
  *
  * The parts below each add their functions and classes to the module table
  * on top of the stack. They are defined in their own files and called only
- * by luaopen_moonrpc_core; the parts reach the rest of the binding through
- * lbase.h, never through this header. The loop (lloop.h) and the codecs
- * (lcodec.h) declare their parts in their own headers. */
+ * by luaopen_moonrpc_core; the loop (lloop.h) and the codecs (lcodec.h)
+ * declare theirs in their own headers. lmoonrpc.c may call every part's
+ * open function and nothing else of the binding; nothing calls into it:
+ * the parts reach what they share through lbase.h, never through this
+ * header. */
 #ifndef MOONRPC_LMOONRPC_H
 #define MOONRPC_LMOONRPC_H
 

@@ -14,9 +14,10 @@
 
 /* ---- msgpack encoding ----------------------------------------------------- */
 
+/* The encoder of one lmrpc__mp_encode call, on its stack; owns nothing. */
 typedef struct mpenc_s {
-  lmrpc__enc_t *e;
-  msgpack_packer pk;
+  lmrpc__enc_t *e;     /* borrowed: the caller's encoder state */
+  msgpack_packer pk;   /* writes into e->out through buf_write */
 } mpenc_t;
 
 /* msgpack-c's write callback: appends to the mrpc_buf_t. 0 or MRPC_ENOMEM. */

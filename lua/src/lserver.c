@@ -14,19 +14,28 @@
 
 #define SERVER_MT "moonrpc.server"
 
+/* One registered method, the udata of its core handler; calloc'ed by
+ * server:add and freed by server_close. */
 typedef struct lmethod_s {
-  struct lserver_s *ls;
-  int ref;                 /* the handler function; released on close */
+  struct lserver_s *ls;    /* borrowed: the server that lists it */
+  int ref;                 /* registry ref to the handler function;
+                            * released by server_close */
   struct lmethod_s *next;
 } lmethod_t;
 
+/* The userdata of one server; Lua's collector frees it. */
 typedef struct lserver_s {
-  mrpc_server_t *srv;      /* NULL once closed */
-  lmrpc_ctx_t *ctx;
-  lmethod_t *methods;      /* owned; freed on close */
-  int auth_ref;            /* the Lua auth wrapper, or LUA_NOREF */
+  mrpc_server_t *srv;      /* owned; released by server_close (close() or
+                            * __gc) with mrpc_server_close, then NULL */
+  lmrpc_ctx_t *ctx;        /* borrowed: the state's context */
+  lmethod_t *methods;      /* owned list; each freed by server_close */
+  int auth_ref;            /* registry ref to the Lua auth wrapper, or
+                            * LUA_NOREF; released by set_auth when replaced
+                            * and by server_close */
   int done_id;             /* completion id for shutdown, 0 if none */
-  mrpc_regsrv_t *regsrv;   /* the embedded registry it serves, or NULL */
+  mrpc_regsrv_t *regsrv;   /* the embedded registry it serves, or NULL;
+                            * owned, released by server_close with
+                            * mrpc_regsrv_close before the server */
 } lserver_t;
 
 static lserver_t *check_server(lua_State *L) {
