@@ -1,7 +1,7 @@
---- Spec for the payload codec of moonrpc.core (lua/src/lcodec.c, ljson.c):
--- core.encode, core.decode, core.null and core.bin against the bytes Go's
--- rpcx writes (see /work/shared/rpcx-vectors/README.md), and against
--- hostile input.
+--- Spec for the payload codec of moonrpc.core (lua/src/lcodec.c, ljson.c,
+-- lmsgpack.c, lvalue.c): core.encode, core.decode, core.null and core.bin
+-- against the bytes Go's rpcx writes (see
+-- /work/shared/rpcx-vectors/README.md), and against hostile input.
 local core = require "moonrpc.core"
 
 local function hex(s)

@@ -8,29 +8,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 #include "lcodec.h"
 
 #define CLIENT_MT "moonrpc.client"
 
+/* The userdata of one client; Lua's collector frees it. */
 typedef struct lclient_s {
-  mrpc_client_t *cli; /* NULL once closed */
-  lmrpc_ctx_t *ctx;
+  mrpc_client_t *cli; /* owned; released by client_close (close() or __gc)
+                       * with mrpc_client_close, then NULL */
+  lmrpc_ctx_t *ctx;   /* borrowed: the state's context */
   lua_Integer id;     /* names the client in push callbacks */
   int quiet;          /* closing from __gc: call no Lua */
   int closing;        /* inside client_close */
   unsigned max_depth; /* payload nesting limit of this client */
 } lclient_t;
 
-/* One pending call's udata, pooled in the context. `next` must stay the
- * first member: the context frees the pool through it. */
+/* One pending call's udata, malloc'ed by pcall_get and put back in the
+ * context's pool by on_done (or by the call that failed to start); the
+ * context's __gc (lbase.c) frees the pool. `next` must stay the first
+ * member: ctx_gc frees the pool through it. */
 typedef struct lmrpc_pcall_s {
-  struct lmrpc_pcall_s *next;
-  lclient_t *lc;
+  struct lmrpc_pcall_s *next; /* the pool's link while unused */
+  lclient_t *lc;              /* borrowed: the client stays until on_done */
   lua_Integer id;
 } pcall_t;
-
-void lmrpc_read_limits(lua_State *L, int t, mrpc_limits_t *l);
 
 static lclient_t *check_client(lua_State *L) {
   lclient_t *lc = luaL_checkudata(L, 1, CLIENT_MT);

@@ -1,7 +1,9 @@
 /* lcodec.c: Lua values <-> rpcx payload bytes for the moonrpc Lua binding.
- * This file holds the shared helpers, the raw codec, the C entry points
- * and the Lua-facing functions; msgpack lives in lmsgpack.c, JSON in
- * ljson.c.
+ * This file is the dispatcher by serialize type: the C entry points
+ * lmrpc_encode/lmrpc_decode, the raw codec, and the Lua-facing functions
+ * (encode, decode, bin, null). It calls down into the msgpack codec
+ * (lmsgpack.c) and the JSON codec (ljson.c), which share the value helpers
+ * of lvalue.c and never call back up here.
  *
  * The mapping (serialize types are rpcx's: 0 raw, 1 JSON, 3 msgpack)
  * ------------------------------------------------------------------
@@ -63,149 +65,17 @@
  * moonrpc.null is a light userdata holding NULL (compare with ==).
  * moonrpc.bin(s) is the table {s} with the metatable "moonrpc.bin" from the
  * registry; tostring() of it gives s back. max_depth 0 means 64. */
-#include <math.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "lcodec.h"
+#include "lvalue.h"
 
-#define BIN_MT "moonrpc.bin"
 #define BUF_MT "moonrpc.codec.buf"
 /* The Lua-facing encode keeps its scratch buffer unless it grew past this. */
 #define KEEP_BUF (64u * 1024)
-
-/* ---- shared helpers ------------------------------------------------------- */
-
-void lmrpc_push_null(lua_State *L) { lua_pushlightuserdata(L, NULL); }
-
-int lmrpc__is_null(lua_State *L, int idx) {
-  return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
-}
-
-/* Nonzero if the table at idx has the moonrpc.bin metatable. Uses two slots. */
-static int is_bin(lua_State *L, int idx) {
-  int r;
-  if (!lua_getmetatable(L, idx))
-    return 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, BIN_MT);
-  r = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return r;
-}
-
-const char *lmrpc__bin_bytes(lmrpc__enc_t *e, int idx, size_t *n) {
-  const char *s = NULL;
-  if (lua_rawgeti(e->L, idx, 1) == LUA_TSTRING)
-    s = lua_tolstring(e->L, -1, n);
-  lua_pop(e->L, 1); /* the table still holds the string */
-  if (!s)
-    lmrpc__enc_fail(e, MRPC_EENCODE, "a moonrpc.bin value must hold a string");
-  return s;
-}
-
-int lmrpc__table_kind(lua_State *L, int idx, size_t *n) {
-  size_t count = 0;
-  lua_Integer max = 0;
-  int seq = 1;
-  if (is_bin(L, idx))
-    return LMRPC__BIN;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    count++;
-    if (seq && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1)
-      max = lua_tointeger(L, -1) > max ? lua_tointeger(L, -1) : max;
-    else
-      seq = 0;
-  }
-  *n = count;
-  /* Distinct integer keys, all >= 1, as many as the largest: exactly 1..n. */
-  return seq && count > 0 && (size_t)max == count ? LMRPC__ARRAY : LMRPC__MAP;
-}
-
-static void vfail(char *err, size_t errlen, const char *fmt, va_list ap) {
-  if (err && errlen)
-    vsnprintf(err, errlen, fmt, ap);
-}
-
-int lmrpc__enc_fail(lmrpc__enc_t *e, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vfail(e->err, e->errlen, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-int lmrpc__dec_fail(lmrpc__dec_t *d, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vfail(d->err, d->errlen, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-int lmrpc__enc_bad_type(lmrpc__enc_t *e, int idx, const char *what) {
-  return lmrpc__enc_fail(e, MRPC_EENCODE, "cannot encode a %s %s",
-                         luaL_typename(e->L, idx), what);
-}
-
-/* Puts s[0..n) in front of the path. When the buffer is full the outer part
- * of the path is replaced by "...". */
-static void path_prepend(lmrpc__enc_t *e, const char *s, size_t n) {
-  if (sizeof e->path - e->pstart >= 3 && memcmp(e->path + e->pstart, "...", 3) == 0)
-    return; /* already truncated */
-  if (n + 3 > e->pstart) {
-    s = "...";
-    n = 3;
-  }
-  e->pstart -= n;
-  memcpy(e->path + e->pstart, s, n);
-}
-
-static int is_ident(const char *s, size_t n) {
-  static const char ok[] = "_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  return n > 0 && n <= 40 && !(s[0] >= '0' && s[0] <= '9') && strspn(s, ok) == n;
-}
-
-void lmrpc__enc_path_key(lmrpc__enc_t *e, int kidx) {
-  lua_State *L = e->L;
-  char seg[64];
-  int n;
-  size_t len;
-  const char *s;
-  switch (lua_type(L, kidx)) {
-  case LUA_TSTRING:
-    s = lua_tolstring(L, kidx, &len);
-    if (is_ident(s, len))
-      n = snprintf(seg, sizeof seg, ".%s", s);
-    else
-      n = snprintf(seg, sizeof seg, "[\"%.*s\"]", len > 40 ? 40 : (int)len, s);
-    break;
-  case LUA_TNUMBER:
-    if (lua_isinteger(L, kidx)) {
-      lmrpc__enc_path_index(e, lua_tointeger(L, kidx));
-      return;
-    }
-    n = snprintf(seg, sizeof seg, "[%.14g]", (double)lua_tonumber(L, kidx));
-    break;
-  case LUA_TBOOLEAN:
-    n = snprintf(seg, sizeof seg, "[%s]", lua_toboolean(L, kidx) ? "true" : "false");
-    break;
-  default:
-    n = snprintf(seg, sizeof seg, "[<%s>]", luaL_typename(L, kidx));
-  }
-  path_prepend(e, seg, (size_t)n < sizeof seg ? (size_t)n : sizeof seg - 1);
-}
-
-void lmrpc__enc_path_index(lmrpc__enc_t *e, lua_Integer i) {
-  char seg[32];
-  int n = snprintf(seg, sizeof seg, "[" LUA_INTEGER_FMT "]", i);
-  path_prepend(e, seg, (size_t)n);
-}
 
 /* Raw payloads: a string or bin(s), copied unchanged. */
 static int raw_encode(lmrpc__enc_t *e, int idx) {
@@ -214,7 +84,7 @@ static int raw_encode(lmrpc__enc_t *e, int idx) {
   size_t n;
   if (lua_type(L, idx) == LUA_TSTRING)
     s = lua_tolstring(L, idx, &n);
-  else if (lua_type(L, idx) == LUA_TTABLE && is_bin(L, idx)) {
+  else if (lua_type(L, idx) == LUA_TTABLE && lmrpc__is_bin(L, idx)) {
     if (!(s = lmrpc__bin_bytes(e, idx, &n)))
       return MRPC_EENCODE;
   } else
@@ -361,7 +231,7 @@ static int lmrpc_codec_bin(lua_State *L) {
   lua_createtable(L, 1, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
-  luaL_setmetatable(L, BIN_MT);
+  luaL_setmetatable(L, LMRPC_BIN_MT);
   return 1;
 }
 
@@ -382,7 +252,7 @@ void lmrpc_codec_open(lua_State *L) {
   int t = lua_absindex(L, -1);
   mrpc_buf_t *b;
   luaL_checkstack(L, 4, NULL);
-  if (luaL_newmetatable(L, BIN_MT)) {
+  if (luaL_newmetatable(L, LMRPC_BIN_MT)) {
     lua_pushcfunction(L, lmrpc_codec_bin_tostring);
     lua_setfield(L, -2, "__tostring");
   }

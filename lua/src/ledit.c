@@ -23,18 +23,26 @@
 #include <string.h>
 #include <unistd.h>
 #include <editline/readline.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 
 #define EDIT_GUARD "moonrpc.edit"
 
 static struct {
-  lmrpc_ctx_t *ctx;   /* the state that owns the editor; NULL when none */
-  uv_poll_t *poll;    /* stdin watch while a prompt is active; freed on close */
+  lmrpc_ctx_t *ctx;   /* borrowed: the context of the state that owns the
+                       * editor; NULL when none (reset by guard_gc) */
+  uv_poll_t *poll;    /* stdin watch while a prompt is active; malloc'ed by
+                       * edit_start, closed by prompt_stop and freed in
+                       * its close callback (poll_closed) */
   lua_Integer id;     /* event id of the active prompt */
   int done;           /* the line handler ran for the active prompt */
-  char *line;         /* its line (malloc'ed by libedit), NULL at EOF */
-  int ref_complete;   /* Lua completer: fn(text, line, start, end) -> {..} */
-  char **cands;       /* candidates of the completion in progress */
+  char *line;         /* its line (malloc'ed by libedit), NULL at EOF;
+                       * freed by on_readable after the event, or guard_gc */
+  int ref_complete;   /* registry ref to the Lua completer: fn(text, line,
+                       * start, end) -> {..}; released by edit_completer
+                       * when replaced; guard_gc forgets it as the state,
+                       * and with it the registry, closes */
+  char **cands;       /* strdup'ed candidates of the completion in
+                       * progress; freed by free_cands */
   int ncands, next;
   char prompt[256];
 } ed = {NULL, NULL, 0, 0, NULL, LUA_NOREF, NULL, 0, 0, ""};

@@ -1,4 +1,5 @@
-/* ljson.c: the JSON codec (rpcx serialize type 1) of lcodec.h. The encoder
+/* ljson.c: the JSON codec (rpcx serialize type 1), called by lcodec.c's
+ * dispatch; it calls only the value helpers of lvalue.c. The encoder
  * writes what Go's encoding/json writes for the same data: no spaces, exact
  * integers, the shortest round-tripping float, []byte as base64. The decoder
  * is a small recursive-descent parser over untrusted bytes that pushes onto
@@ -12,7 +13,7 @@
 
 #include <lauxlib.h>
 
-#include "lcodec.h"
+#include "lvalue.h"
 
 /* ---- encoding --------------------------------------------------------------- */
 

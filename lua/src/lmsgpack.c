@@ -1,21 +1,23 @@
 /* lmsgpack.c: the msgpack codec of the Lua binding (see lcodec.c for the
- * mapping). Encoding goes through msgpack-c's packer, writing into our own
- * buffer; decoding is our own bounds-checked reader that pushes values
- * straight onto the Lua stack: no intermediate object tree, no count taken
- * from the wire before the bytes behind it are there, and an exact depth
- * limit. */
+ * mapping), called by lcodec.c's dispatch; it calls only the value helpers
+ * of lvalue.c and msgpack-c's packer. Encoding goes through that packer,
+ * writing into our own buffer; decoding is our own bounds-checked reader
+ * that pushes values straight onto the Lua stack: no intermediate object
+ * tree, no count taken from the wire before the bytes behind it are there,
+ * and an exact depth limit. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <lauxlib.h>
 #include <msgpack.h>
-#include "lcodec.h"
+#include "lvalue.h"
 
 /* ---- msgpack encoding ----------------------------------------------------- */
 
+/* The encoder of one lmrpc__mp_encode call, on its stack; owns nothing. */
 typedef struct mpenc_s {
-  lmrpc__enc_t *e;
-  msgpack_packer pk;
+  lmrpc__enc_t *e;     /* borrowed: the caller's encoder state */
+  msgpack_packer pk;   /* writes into e->out through buf_write */
 } mpenc_t;
 
 /* msgpack-c's write callback: appends to the mrpc_buf_t. 0 or MRPC_ENOMEM. */

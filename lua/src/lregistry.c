@@ -5,20 +5,26 @@
  * changes. */
 #include <stdlib.h>
 #include <string.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 
 #define REGISTRY_MT "moonrpc.registry"
 
+/* The userdata of one registry; Lua's collector frees it. */
 typedef struct lregistry_s {
-  mrpc_registry_t *reg; /* NULL once closed */
-  lmrpc_ctx_t *ctx;
+  mrpc_registry_t *reg; /* owned; released by close() or __gc with
+                         * mrpc_registry_close, then NULL */
+  lmrpc_ctx_t *ctx;     /* borrowed: the state's context */
 } lregistry_t;
 
-/* The udata of one operation or one watch. */
+/* The udata of one operation or one watch, malloc'ed by new_op. An
+ * operation's is freed by complete() when it ends (or by started() when it
+ * could not start); a watch's by the watch userdata's stop() or __gc. */
 typedef struct lop_s {
-  lmrpc_ctx_t *ctx;
+  lmrpc_ctx_t *ctx;     /* borrowed: the state's context */
   lua_Integer id;
-  mrpc_watch_t *watch;
+  mrpc_watch_t *watch;  /* a watch's core handle, NULL for an operation;
+                         * released by stop() with mrpc_registry_unwatch,
+                         * or with the registry by mrpc_registry_close */
 } lop_t;
 
 static lregistry_t *check_reg(lua_State *L) {

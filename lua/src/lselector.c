@@ -3,13 +3,15 @@
  * Lua xclient to pick a server for each call. */
 #include <stdlib.h>
 #include <string.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 #include "moonrpc/selector.h"
 
 #define SELECTOR_MT "moonrpc.selector"
 
+/* The userdata of one selector; Lua's collector frees it. */
 typedef struct lselector_s {
-  mrpc_selector_t *sel; /* NULL once collected */
+  mrpc_selector_t *sel; /* owned; freed by __gc with mrpc_selector_free,
+                         * then NULL */
 } lselector_t;
 
 static lselector_t *check_sel(lua_State *L) {

@@ -9,24 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
 #include "lcodec.h"
 
 #define SERVER_MT "moonrpc.server"
 
+/* One registered method, the udata of its core handler; calloc'ed by
+ * server:add and freed by server_close. */
 typedef struct lmethod_s {
-  struct lserver_s *ls;
-  int ref;                 /* the handler function; released on close */
+  struct lserver_s *ls;    /* borrowed: the server that lists it */
+  int ref;                 /* registry ref to the handler function;
+                            * released by server_close */
   struct lmethod_s *next;
 } lmethod_t;
 
+/* The userdata of one server; Lua's collector frees it. */
 typedef struct lserver_s {
-  mrpc_server_t *srv;      /* NULL once closed */
-  lmrpc_ctx_t *ctx;
-  lmethod_t *methods;      /* owned; freed on close */
-  int auth_ref;            /* the Lua auth wrapper, or LUA_NOREF */
+  mrpc_server_t *srv;      /* owned; released by server_close (close() or
+                            * __gc) with mrpc_server_close, then NULL */
+  lmrpc_ctx_t *ctx;        /* borrowed: the state's context */
+  lmethod_t *methods;      /* owned list; each freed by server_close */
+  int auth_ref;            /* registry ref to the Lua auth wrapper, or
+                            * LUA_NOREF; released by set_auth when replaced
+                            * and by server_close */
   int done_id;             /* completion id for shutdown, 0 if none */
-  mrpc_regsrv_t *regsrv;   /* the embedded registry it serves, or NULL */
+  mrpc_regsrv_t *regsrv;   /* the embedded registry it serves, or NULL;
+                            * owned, released by server_close with
+                            * mrpc_regsrv_close before the server */
 } lserver_t;
 
 static lserver_t *check_server(lua_State *L) {
@@ -79,31 +88,6 @@ static int on_auth(mrpc_req_t *req, const char *token, size_t len, void *udata,
 
 static void log_sink(void *udata, int level, const char *msg) {
   fprintf(stderr, "moonrpc: %s\n", msg);
-}
-
-static uint32_t opt_u32(lua_State *L, int t, const char *k) {
-  lua_Integer v;
-  if (lua_getfield(L, t, k) == LUA_TNIL) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  v = luaL_checkinteger(L, -1);
-  lua_pop(L, 1);
-  if (v < 1 || v > 0x7fffffff) luaL_error(L, "moonrpc: option %s out of range", k);
-  return (uint32_t)v;
-}
-
-/* Reads the named limits from an options table (absent: defaults). */
-void lmrpc_read_limits(lua_State *L, int t, mrpc_limits_t *l) {
-  memset(l, 0, sizeof *l);
-  if (lua_type(L, t) != LUA_TTABLE) return;
-  l->max_frame = opt_u32(L, t, "max_frame");
-  l->max_meta_pairs = opt_u32(L, t, "max_meta_pairs");
-  l->max_meta_bytes = opt_u32(L, t, "max_meta_bytes");
-  l->max_decompressed = opt_u32(L, t, "max_decompressed");
-  l->max_depth = opt_u32(L, t, "max_depth");
-  l->max_conns = opt_u32(L, t, "max_conns");
-  l->max_write_queue = opt_u32(L, t, "max_write_queue");
 }
 
 /* server_new([opts]) -> server */

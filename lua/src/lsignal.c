@@ -22,13 +22,16 @@
 #include <string.h>
 #include <errno.h>
 #include <signal.h>
-#include "lmoonrpc.h"
+#include "lbase.h"
+#include "lloop.h"
 
 #define SIGNAL_MT "moonrpc.signal"
 
+/* One signal watch, malloc'ed by signal_start and freed by sig_closed, the
+ * close callback of the handle that stop() or __gc closes. */
 typedef struct lsig_s {
   uv_signal_t h;
-  lmrpc_ctx_t *ctx;
+  lmrpc_ctx_t *ctx;  /* borrowed: the state's context */
   lua_Integer id;
   const char *name; /* static: one of `names` below */
 } lsig_t;
@@ -92,9 +95,8 @@ static const luaL_Reg methods[] = {
 
 /* ---- the REPL's interrupt guard ---------------------------------------------- */
 
-volatile sig_atomic_t lmrpc_in_run;
-static lua_State *volatile guard_L;
-static lmrpc_ctx_t *guard_ctx;
+static lua_State *volatile guard_L;  /* borrowed: the guarded thread */
+static lmrpc_ctx_t *guard_ctx;       /* borrowed: its state's context */
 static struct sigaction guard_prev;
 static int guard_on;
 
