@@ -1,4 +1,4 @@
-/* registry_redis_watch.c: the Redis registry's watches, on keyspace
+/* redis_watch.c: the Redis registry's watches, on keyspace
  * notifications.
  *
  * Each watch has a connection of its own that enables keyspace
@@ -6,7 +6,12 @@
  * "__keyspace@0__:base/Service/" + "*"; every notification makes it list the
  * service again (through the command connection) and report the list when
  * it changed. A lost watch connection reports nothing, reconnects with
- * backoff, then reports the list again. */
+ * backoff, then reports the list again.
+ *
+ * It calls down into redis_ops.c (the lists), redis_conn.c (its
+ * connection, the backoff) and redis_format.c; those report back through
+ * the hooks it hands them: the list's lcb (on_listed) and the
+ * connection's gone (on_conn_gone). */
 #include <stdlib.h>
 #include <string.h>
 #include "registry/redis/redis.h"
@@ -31,10 +36,11 @@ static void on_watch_timer_closed(uv_handle_t *h) {
 static void on_watch_timer(uv_timer_t *t);
 
 static void watch_retry(watch_t *w) {
-  w->backoff = w->backoff ? w->backoff * 2 : BACKOFF_MIN_MS;
-  if (w->backoff > BACKOFF_MAX_MS) w->backoff = BACKOFF_MAX_MS;
+  w->backoff = mrpc__redis_backoff_next(w->backoff);
   uv_timer_start(&w->timer, on_watch_timer, w->backoff, 0);
 }
+
+static void on_listed(int status, const mrpc_reg_entry_t *l, size_t n, void *udata);
 
 /* Lists the service again; a list already under way lists once more. */
 static void watch_list(watch_t *w) {
@@ -47,7 +53,8 @@ static void watch_list(watch_t *w) {
     watch_retry(w);
     return;
   }
-  op->w = w;
+  op->lcb = on_listed; /* the list holds a ref on w until it reports */
+  op->udata = w;
   w->listing = 1;
   w->refs++;
   mrpc__redis_submit(w->rr, op);
@@ -69,7 +76,9 @@ static char *flatten(const mrpc_reg_entry_t *l, size_t n, size_t *len) {
   return buf;
 }
 
-void mrpc__redis_watch_listed(watch_t *w, int status, const mrpc_reg_entry_t *l, size_t n) {
+/* A list of the watch's completed. */
+static void on_listed(int status, const mrpc_reg_entry_t *l, size_t n, void *udata) {
+  watch_t *w = udata;
   w->listing = 0;
   if (w->dead || !w->subscribed) {
     /* unwatched, or the watch connection went away: nothing to report */
@@ -116,7 +125,7 @@ static void on_watch_msg(redisAsyncContext *ac, void *reply, void *privdata) {
 
 static void on_watch_connect(const redisAsyncContext *ac, int status) {
   conn_t *c = ac->data;
-  watch_t *w = c->w;
+  watch_t *w = c->owner;
   const char *cfg[4] = {"CONFIG", "SET", "notify-keyspace-events", "KEA"};
   size_t cfgl[4] = {6, 3, 22, 3};
   const char *sub[2] = {"PSUBSCRIBE", w->pattern};
@@ -134,6 +143,8 @@ static void on_watch_connect(const redisAsyncContext *ac, int status) {
   redisAsyncCommandArgv(c->ac, on_watch_msg, w, 2, sub, subl);
 }
 
+static void on_conn_gone(conn_t *c);
+
 static void on_watch_timer(uv_timer_t *t) {
   watch_t *w = t->data;
   if (w->dead) return;
@@ -141,16 +152,18 @@ static void on_watch_timer(uv_timer_t *t) {
     if (w->subscribed) watch_list(w); /* a failed list, again */
     return;
   }
-  if ((w->conn = mrpc__redis_conn_open(w->rr, w, on_watch_connect))) w->refs++;
+  if ((w->conn = mrpc__redis_conn_open(w->rr, w, on_watch_connect, on_conn_gone))) w->refs++;
   else watch_retry(w);
 }
 
-void mrpc__redis_watch_conn_gone(watch_t *w, conn_t *c) {
+/* The watch's connection ended (hiredis freed it). */
+static void on_conn_gone(conn_t *c) {
+  watch_t *w = c->owner;
   w->conn = NULL;
   w->subscribed = 0;
   w->dirty = 0;
   if (!w->dead) {
-    if (c->up && uv_now(w->rr->r->loop) - c->up_at >= LONG_LIVED_MS) w->backoff = 0;
+    if (mrpc__redis_conn_lived(c)) w->backoff = 0;
     watch_retry(w);
   }
   watch_unref(w);

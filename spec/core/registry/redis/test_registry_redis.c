@@ -6,8 +6,10 @@
  * redis-cli), refresh, update, watch (from a second registry object),
  * unregister, expiry of a SIGKILLed process's instance (this binary re-run
  * in a helper mode), a redis restart on the same port, close deleting
- * everything, a bad URL, and a port where nothing listens. Every callback
- * is counted: "exactly once" is checked, not assumed. */
+ * everything, a bad URL, and a port where nothing listens; and,
+ * without the server, the libkv value format and the glob escaping
+ * (redis_format.c, pure functions). Every callback is counted: "exactly
+ * once" is checked, not assumed. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,6 +24,8 @@
 #include "moonrpc.h"
 #define REG_TTL 2
 #include "registry/registry_harness.h"
+#include <cjson/cJSON.h>
+#include "registry/redis/redis.h" /* the pure value format, tested alone */
 
 /* ---- the server --------------------------------------------------------- */
 
@@ -125,6 +129,30 @@ static void t_refresh(void) {
   list(r1, &l);
   CHECK_EQ_INT(l.count, 2);
   report("the registry refreshes its keys before the TTL runs out");
+}
+
+/* redis_format.c's pure functions: a libkv value reads back as the
+ * metadata written; a plain value, broken JSON or an object without a
+ * string "Value" is not a libkv value; a null "Value" is empty metadata. */
+static void t_format(void) {
+  char *v = mrpc__redis_libkv_value("b/S/tcp@h:1", "weight=7&group=go", 77), *m;
+  CHECK(v && strcmp(v, "{\"Key\":\"b/S/tcp@h:1\",\"Value\":\"d2VpZ2h0PTcmZ3JvdXA9Z28=\","
+                  "\"LastIndex\":77}") == 0);
+  m = v ? mrpc__redis_libkv_meta(v, strlen(v)) : NULL;
+  CHECK(m && strcmp(m, "weight=7&group=go") == 0);
+  free(m);
+  cJSON_free(v);
+  CHECK(mrpc__redis_libkv_meta("weight=1", 8) == NULL);
+  CHECK(mrpc__redis_libkv_meta("{\"Value\":", 9) == NULL);
+  CHECK(mrpc__redis_libkv_meta("{\"Value\":3}", 11) == NULL);
+  CHECK(mrpc__redis_libkv_meta("", 0) == NULL);
+  m = mrpc__redis_libkv_meta("{\"Value\":null}", 14);
+  CHECK(m && strcmp(m, "") == 0);
+  free(m);
+  m = mrpc__redis_glob_escape("h:", "a*b?[c]\\", "*");
+  CHECK(m && strcmp(m, "h:a\\*b\\?\\[c\\]\\\\*") == 0);
+  free(m);
+  report("the libkv value format and glob escaping");
 }
 
 static void t_foreign_values(void) {
@@ -395,6 +423,7 @@ int main(int argc, char **argv) {
 
   harness_start();
 
+  t_format();
   t_bad_url();
   t_register_list();
   t_layout();
