@@ -90,7 +90,7 @@ static void log_sink(void *udata, int level, const char *msg) {
   fprintf(stderr, "moonrpc: %s\n", msg);
 }
 
-/* server_new([opts]) -> server */
+/* server_new([opts]) -> server. opts: the named limits, reuseport. */
 static int lmrpc_server_new(lua_State *L) {
   lmrpc_ctx_t *ctx = lmrpc_ctx(L);
   mrpc_server_opts_t o;
@@ -98,6 +98,11 @@ static int lmrpc_server_new(lua_State *L) {
   int r;
   memset(&o, 0, sizeof o);
   lmrpc_read_limits(L, 1, &o.limits);
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "reuseport");
+    o.reuseport = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   o.log = log_sink;
   ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);

@@ -56,6 +56,12 @@ typedef struct mrpc_server_opts_s {
   mrpc_log_fn log;        /* NULL: logs go to stderr */
   void *log_udata;
   int no_reflection;      /* 1: do not answer Reflection.Services */
+  int reuseport;          /* 1: TCP listeners set SO_REUSEPORT, so several
+                           * servers (on several loops, in threads or
+                           * processes) listen on one address and the kernel
+                           * spreads new connections over them. With port 0
+                           * each would get its own port: listen one first,
+                           * then the others on the port it got. */
 } mrpc_server_opts_t;
 
 /* The reflection service every server answers unless opts.no_reflection:

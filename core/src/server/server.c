@@ -6,9 +6,11 @@
  * it was closed, every handle it owns is closed and every request released
  * (s->live). Requests come from a free list and are never returned to
  * malloc before the server itself goes. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include "base/base.h"
 #include "transport/transport.h"
 
@@ -475,6 +477,23 @@ static void listener_closed(uv_handle_t *h) {
   mrpc__server_unref(s);
 }
 
+/* Initialises a TCP listener's handle; with opts.reuseport the socket is
+ * made at once (uv_tcp_init_ex) so that SO_REUSEPORT is set before the
+ * bind (libuv 1.44 has no flag for it). The handle is initialised even when
+ * this fails, so the caller closes it as usual. */
+static int reuseport_init(mrpc_server_t *s, uv_tcp_t *t, int family) {
+  uv_os_fd_t fd;
+  int on = 1, r;
+  if (!s->opts.reuseport) return uv_tcp_init(s->loop, t);
+  if ((r = uv_tcp_init_ex(s->loop, t, (unsigned)family)) < 0) {
+    uv_tcp_init(s->loop, t);
+    return r;
+  }
+  if ((r = uv_fileno((uv_handle_t *)t, &fd)) < 0) return r;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) return uv_translate_sys_error(errno);
+  return 0;
+}
+
 int mrpc_server_listen(mrpc_server_t *s, const char *network,
                        const char *address) {
   listener_t *l;
@@ -502,8 +521,8 @@ int mrpc_server_listen(mrpc_server_t *s, const char *network,
       free(l);
       return MRPC_EADDR;
     }
-    uv_tcp_init(s->loop, &l->u.tcp);
-    r = uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&ss, 0);
+    r = reuseport_init(s, &l->u.tcp, ss.ss_family);
+    if (r == 0) r = uv_tcp_bind(&l->u.tcp, (struct sockaddr *)&ss, 0);
     if (r == 0) r = uv_tcp_getsockname(&l->u.tcp, (struct sockaddr *)&ss, &nl);
     if (r == 0) r = mrpc__sockname(&ss, l->addr, sizeof l->addr);
   } else {
