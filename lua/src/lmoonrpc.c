@@ -1,11 +1,12 @@
 /* lmoonrpc.c: the entry of the moonrpc.core module (luaopen_moonrpc_core).
  * It builds the module table by wiring the binding's parts together, each
  * adding its functions and classes: the loop and timers (lloop.c), the
- * codecs (lcodec.c), server, client, selector, registry, signals and the
- * REPL's line editor. Besides that it holds only the module's own few
- * facts: strerror, exec, the named limits and the version. Nothing calls
- * into this file; the parts share what they need through lbase.h. The Lua
- * API (lua/moonrpc.lua) is built on top of this module. */
+ * codecs (lcodec.c), server, client, selector, registry, signals, the
+ * REPL's line editor and child processes (lprocess.c). Besides that it
+ * holds only the module's own few facts: strerror, exec, the named limits
+ * and the version. Nothing calls into this file; the parts share what they
+ * need through lbase.h. The Lua API (lua/moonrpc.lua) is built on top of
+ * this module. */
 #include <string.h>
 #include <errno.h>
 #include <stdio.h>
@@ -76,6 +77,7 @@ int luaopen_moonrpc_core(lua_State *L) {
   lmrpc_registry_open_lib(L);
   lmrpc_signal_open(L);
   lmrpc_edit_open(L);
+  lmrpc_process_open(L);
   lua_newtable(L); /* the named limits and their defaults */
   set_int(L, "max_frame", MRPC_DEFAULT_MAX_FRAME);
   set_int(L, "max_meta_pairs", MRPC_DEFAULT_MAX_META_PAIRS);

@@ -27,5 +27,6 @@ void lmrpc_selector_open(lua_State *L);    /* lselector.c */
 void lmrpc_registry_open_lib(lua_State *L); /* lregistry.c */
 void lmrpc_signal_open(lua_State *L);      /* lsignal.c */
 void lmrpc_edit_open(lua_State *L);        /* ledit.c */
+void lmrpc_process_open(lua_State *L);     /* lprocess.c */
 
 #endif
