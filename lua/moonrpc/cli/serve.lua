@@ -2,7 +2,7 @@
 
 local USAGE = [[
 usage: moonrpc serve FILE.lua [SCRIPT ARGS...] [--listen ADDR] [--registry URL]
-                     [--ttl S] [--shutdown-timeout S]
+                     [--ttl S] [--shutdown-timeout S] [--workers N|auto]
 
 Runs a service script. The script gets the server as its first argument
 (then SCRIPT ARGS) and either returns a table of services,
@@ -15,18 +15,91 @@ its own: a handler's error is that call's error reply. SIGINT or SIGTERM
 stops it gracefully: it unregisters, lets calls in flight finish (at most
 --shutdown-timeout seconds, default 10), and exits 0.
 
+--workers N runs N worker processes (auto: one per CPU) on the one address,
+with SO_REUSEPORT: the kernel spreads connections over them. FILE runs once
+in each worker, so Lua state is per worker (MOONRPC_WORKER and
+MOONRPC_WORKERS say which one a script runs in). This process supervises
+them: it registers each service once for the address, restarts a worker
+that dies, and on SIGINT/SIGTERM unregisters, stops every worker
+gracefully and exits 0.
+
 examples:
   moonrpc serve examples/lua/arith_service.lua --listen tcp@127.0.0.1:8972
   moonrpc serve examples/lua/arith_service.lua --listen tcp@127.0.0.1:0 \
       --registry moonrpc://127.0.0.1:9000 --ttl 5
+  moonrpc serve examples/lua/arith_service.lua --workers auto
 ]]
+
+-- The command line of this same command, for a worker.
+local function self_argv(rest)
+  local lo = 0
+  while arg[lo - 1] do lo = lo - 1 end
+  local cmd = {}
+  for i = lo, -1 do cmd[#cmd + 1] = arg[i] end
+  cmd[#cmd + 1] = arg[0]
+  for _, a in ipairs(rest) do cmd[#cmd + 1] = a end
+  return cmd
+end
+
+-- The supervisor of --workers N: starts them, registers the address once,
+-- restarts those that die, stops them all on SIGINT/SIGTERM.
+local function supervise(n, opts, pos, util)
+  local moonrpc = require "moonrpc"
+  local workers = require "moonrpc.workers"
+  local timeout = tonumber(opts["shutdown-timeout"] or 10)
+  local pool, addr = workers.start(n, opts.listen or "tcp@127.0.0.1:8972", function(listen)
+    local rest = { "serve" }
+    for _, a in ipairs(pos) do rest[#rest + 1] = a end
+    for _, a in ipairs { "--listen", listen, "--reuseport", "--shutdown-timeout", tostring(timeout) } do
+      rest[#rest + 1] = a
+    end
+    return self_argv(rest)
+  end)
+  if not pool then util.die(3, addr) end
+  local reg, names = nil, {}
+  if opts.registry then
+    local e
+    reg, e = moonrpc.registry(opts.registry)
+    if not reg then pool:stop(timeout); util.die(2, tostring(e)) end
+    local xc = moonrpc.xclient("Reflection", moonrpc.Failfast, moonrpc.RandomSelect,
+                               moonrpc.peer2peer(addr), { timeout = 5 })
+    local reply, err = xc:call("Services", nil)
+    xc:close()
+    if not reply then pool:stop(timeout); util.die(3, "reflection of the workers: ", tostring(err)) end
+    for _, svc in ipairs(reply.services or {}) do
+      local ok, rerr = reg:register(svc.name, addr, svc.metadata, tonumber(opts.ttl or 10))
+      names[#names + 1] = svc.name
+      if not ok then io.stderr:write("moonrpc: registry: ", tostring(rerr), " (retrying)\n") end
+    end
+  end
+  io.write("listening on ", addr, " (", n, " workers: pids ", table.concat(pool:pids(), " "), ")\n")
+  io.stdout:flush()
+  local stopping = false
+  local function stop(name)
+    if stopping then return end
+    stopping = true
+    io.stderr:write("moonrpc: ", name, ": shutting down ", n, " workers\n")
+    if reg then
+      for _, svc in ipairs(names) do reg:unregister(svc, addr) end
+      reg:close()
+    end
+    pool:stop(timeout + 2)
+  end
+  local sigs = { moonrpc.signal("SIGINT", stop), moonrpc.signal("SIGTERM", stop) }
+  moonrpc.run()
+  for _, w in ipairs(sigs) do w.stop() end
+end
 
 return function(args, util)
   local die, getopts = util.die, util.getopts
   local opts, pos = getopts(args, { listen = "value", registry = "value", ttl = "value",
-    ["shutdown-timeout"] = "value", help = "flag" })
+    ["shutdown-timeout"] = "value", workers = "value", reuseport = "flag", help = "flag" })
   if opts.help then io.write(USAGE); os.exit(0) end
   if not pos[1] then io.stderr:write(USAGE); os.exit(2) end
+  local workers = require "moonrpc.workers"
+  local n = workers.count(opts.workers)
+  if not n then die(2, "--workers takes a count or 'auto', not '", opts.workers, "'") end
+  if n > 1 then return supervise(n, opts, pos, util) end
   local moonrpc = require "moonrpc"
   local chunk, err = loadfile(pos[1])
   if not chunk then die(2, err) end
@@ -36,7 +109,8 @@ return function(args, util)
     reg, e = moonrpc.registry(opts.registry)
     if not reg then die(2, tostring(e)) end
   end
-  local s = moonrpc.server{ registry = reg, ttl = tonumber(opts.ttl or 10) }
+  local s = moonrpc.server{ registry = reg, ttl = tonumber(opts.ttl or 10),
+                            reuseport = opts.reuseport or nil }
   local services = chunk(s, table.unpack(pos, 2))
   if type(services) == "table" then
     for name, handlers in pairs(services) do
@@ -56,6 +130,8 @@ return function(args, util)
   end
   moonrpc.signal("SIGINT", stop)
   moonrpc.signal("SIGTERM", stop)
+  -- A worker of --workers N stops when its supervisor is gone.
+  if workers.me() then workers.watch_parent(function() stop("supervisor gone") end) end
   moonrpc.run()
 end
 
