@@ -42,7 +42,7 @@ double hist_quantile(const hist_t *h, double q) {
 
 void usage(FILE *to) {
   fputs(
-    "usage: moonrpc-bench [options]\n"
+    "usage: moonrpc bench [options]\n"
     "Benchmarks any rpcx server (Go rpcx or moonrpc) through an Echo service that\n"
     "returns its argument unchanged; every reply is checked against the request.\n\n"
     "  --addr ADDR          tcp@host:port, host:port or unix@/path (default tcp@127.0.0.1:8972)\n"
@@ -62,9 +62,9 @@ void usage(FILE *to) {
     "  -h, --help           show this help\n\n"
     "Exit status: 0 no errors, 1 some requests failed, 2 usage error, 3 cannot connect.\n\n"
     "examples:\n"
-    "  moonrpc-bench -c 100 -n 200000\n"
-    "  moonrpc-bench --addr unix@/tmp/echo.sock -c 10 -d 10 --size 1024\n"
-    "  moonrpc-bench --addr 10.0.0.5:8972 --conns 4 -c 400 --serialize json --json\n",
+    "  moonrpc bench -c 100 -n 200000\n"
+    "  moonrpc bench --addr unix@/tmp/echo.sock -c 10 -d 10 --size 1024\n"
+    "  moonrpc bench --addr 10.0.0.5:8972 --conns 4 -c 400 --serialize json --json\n",
     to);
 }
 
