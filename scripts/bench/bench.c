@@ -35,7 +35,7 @@ static void note_error(worker_t *w, const char *msg, size_t len) {
   if (len >= sizeof w->first_error) len = sizeof w->first_error - 1;
   memcpy(w->first_error, msg, len);
   w->first_error[len] = '\0';
-  bench_warn("first error: %s", w->first_error);
+  if (atomic_exchange(&w->run->error_shown, 1) == 0) bench_warn("first error: %s", w->first_error);
 }
 
 static int can_issue(const worker_t *w) {

@@ -141,7 +141,7 @@ typedef struct run_s {
   uv_async_t *wake;   /* the main thread's: a worker is ready, failed or done */
   uv_mutex_t lock;    /* orders uv_async_send to a worker's ctl with its close */
   /* Written by any thread. */
-  atomic_int ready, done, go, stop, connect_failed;
+  atomic_int ready, done, go, stop, connect_failed, error_shown;
   const char *stop_why; /* set before `stop` is stored */
   atomic_int cpu_started, measuring_left; /* who takes the CPU samples */
   cpu_sample_t cpu0, cpu1; /* written once each, by the thread that wins */
