@@ -1,17 +1,22 @@
-/* moonrpc-bench: a closed-loop benchmark client for any rpcx server.
+/* bench.c: one worker of moonrpc-bench: its loop, callers and connections.
  *
- * `moonrpc bench` execs this program. It drives an Echo service (rpcx's own
- * benchmark service, or ours) with C callers on one libuv loop: each caller
- * keeps exactly one request in flight and sends the next one when its reply
- * arrives. Callers are spread round-robin over the connections, so many
- * callers share one socket, as in rpcx's Go benchmark. Because the server
- * echoes the payload unchanged, every reply can be checked byte for byte.
+ * `moonrpc bench` execs moonrpc-bench, a closed-loop benchmark client for
+ * any rpcx server. It drives an Echo service (rpcx's own benchmark service,
+ * or ours) with C callers: each caller keeps exactly one request in flight
+ * and sends the next one when its reply arrives. A worker is one thread with
+ * its own libuv loop and its share of the callers and connections
+ * (bench_run.c starts them); within a worker, callers are spread
+ * round-robin over the connections, so many callers share one socket, as in
+ * rpcx's Go benchmark. Because the server echoes the payload unchanged,
+ * every reply can be checked byte for byte.
  *
  * What bounds throughput on loopback is system calls per request (see
  * REFERENCE.md), so the hot path makes at most one read and one write per
  * connection per loop iteration: the request frame is encoded once and
  * copied with its seq patched, replies are decoded in place from the read
  * buffer, and everything queued during one callback goes out in one write.
+ * Nothing on the hot path touches memory shared with other threads: the
+ * progress counters are published every 100 ms from the tick timer.
  *
  * Exit status: 0 no errors, 1 some request failed, 2 usage error, 3 could
  * not connect. */
@@ -23,38 +28,51 @@
 static void conn_flush(conn_t *c);
 static void conn_close(conn_t *c, const char *why, uint64_t now);
 
-static void note_error(bench_t *b, const char *msg, size_t len) {
-  if (b->measuring) b->errors++;
-  else b->warmup_errors++;
-  if (b->first_error[0]) return;
-  if (len >= sizeof b->first_error) len = sizeof b->first_error - 1;
-  memcpy(b->first_error, msg, len);
-  b->first_error[len] = '\0';
-  fprintf(stderr, "moonrpc-bench: first error: %s\n", b->first_error);
+static void note_error(worker_t *w, const char *msg, size_t len) {
+  if (w->measuring) w->errors++;
+  else w->warmup_errors++;
+  if (w->first_error[0]) return;
+  if (len >= sizeof w->first_error) len = sizeof w->first_error - 1;
+  memcpy(w->first_error, msg, len);
+  w->first_error[len] = '\0';
+  if (atomic_exchange(&w->run->error_shown, 1) == 0) bench_warn("first error: %s", w->first_error);
 }
 
-static int can_issue(const bench_t *b) {
-  return !b->stopping && !b->finished && b->nalive > 0 &&
-         (b->o.duration > 0 || b->issued < b->budget);
+static int can_issue(const worker_t *w) {
+  return w->started && !w->stopping && !w->finished && w->nalive > 0 &&
+         (w->o->duration > 0 || w->issued < w->budget);
+}
+
+/* Copies this worker's counters where the main thread's progress line reads
+ * them. Relaxed: the line needs no ordering, only untorn values. */
+static void publish(worker_t *w) {
+  atomic_store_explicit(&w->pub.completed, w->completed, memory_order_relaxed);
+  atomic_store_explicit(&w->pub.counted, w->counted, memory_order_relaxed);
+  atomic_store_explicit(&w->pub.errors, w->errors, memory_order_relaxed);
+  atomic_store_explicit(&w->pub.measuring, w->measuring, memory_order_relaxed);
 }
 
 static void on_duration(uv_timer_t *t);
 
-static void start_measuring(bench_t *b, uint64_t now) {
-  b->measuring = 1;
-  b->t_start = b->t_end = now;
-  if (b->o.duration > 0)
-    uv_timer_start(&b->limit, on_duration, (uint64_t)(b->o.duration * 1e3), 0);
+/* The first worker to start measuring takes the "before" CPU sample. */
+static void start_measuring(worker_t *w, uint64_t now) {
+  run_t *run = w->run;
+  w->measuring = 1;
+  w->t_start = w->t_end = now;
+  if (atomic_exchange(&run->cpu_started, 1) == 0) cpu_sample(w->o, &run->cpu0);
+  if (w->o->duration > 0)
+    uv_timer_start(&w->limit, on_duration, (uint64_t)(w->o->duration * 1e3), 0);
 }
 
 /* Queues the caller's next request into its connection's fill buffer; the
  * write happens when the current callback flushes. */
 static void caller_send(caller_t *k, uint64_t now) {
   conn_t *c = k->conn;
-  bench_t *b = c->b;
+  worker_t *w = c->w;
+  const mrpc_buf_t *req = &w->run->req;
   mrpc_buf_t *o = &c->out[c->fill];
   size_t at = o->len;
-  if (mrpc_buf_append(o, b->req.data, b->req.len) != 0) {
+  if (mrpc_buf_append(o, req->data, req->len) != 0) {
     conn_close(c, "out of memory", now);
     return;
   }
@@ -62,45 +80,52 @@ static void caller_send(caller_t *k, uint64_t now) {
   for (int i = 0; i < 8; i++) o->data[at + 4 + i] = (char)(k->seq >> (56 - 8 * i));
   k->sent_at = now;
   k->in_flight = 1;
-  b->inflight++;
-  b->issued++;
+  w->inflight++;
+  w->issued++;
 }
 
 /* Ends the caller's current request, with `err` NULL on success. The first
  * `warmup` completions only start the measurement. Sends the next request
  * when the run goes on. */
 static void caller_done(caller_t *k, const char *err, size_t err_len, uint64_t now) {
-  bench_t *b = k->conn->b;
+  worker_t *w = k->conn->w;
   k->in_flight = 0;
-  b->inflight--;
-  b->completed++;
-  if (err) note_error(b, err, err_len);
-  if (!b->measuring) {
-    if (b->completed >= b->o.warmup) start_measuring(b, now);
+  w->inflight--;
+  w->completed++;
+  if (err) note_error(w, err, err_len);
+  if (!w->measuring) {
+    if (w->completed >= w->warmup) start_measuring(w, now);
   } else {
-    b->counted++;
-    b->t_end = now;
-    if (!err) hist_add(&b->hist, now - k->sent_at);
+    w->counted++;
+    w->t_end = now;
+    if (!err) hist_add(&w->hist, now - k->sent_at);
   }
-  if (k->conn->alive && can_issue(b)) caller_send(k, now);
+  if (k->conn->alive && can_issue(w)) caller_send(k, now);
 }
 
-/* Stops everything: closes the timers, the signal handle and every
+/* Stops this worker: closes its timers, its control handle and every
  * connection (requests still in flight count as errors with `why`). uv_run
- * returns once the close callbacks have run. */
-static void finish(bench_t *b, const char *why) {
-  if (b->finished) return;
-  b->finished = 1;
+ * returns once the close callbacks have run. The last worker of the run to
+ * get here takes the "after" CPU sample. */
+static void finish(worker_t *w, const char *why) {
+  run_t *run = w->run;
+  if (w->finished) return;
+  w->finished = 1;
   uint64_t now = uv_hrtime();
-  for (uint64_t i = 0; i < b->o.conns; i++) conn_close(&b->conns[i], why, now);
-  uv_close((uv_handle_t *)&b->tick, NULL);
-  uv_close((uv_handle_t *)&b->limit, NULL);
-  uv_close((uv_handle_t *)&b->sigint, NULL);
+  for (uint64_t i = 0; i < w->nconns; i++) conn_close(&w->conns[i], why, now);
+  uv_close((uv_handle_t *)&w->tick, NULL);
+  uv_close((uv_handle_t *)&w->limit, NULL);
+  /* Under the lock, so the main thread never sends to a closed handle. */
+  uv_mutex_lock(&run->lock);
+  w->ctl_open = 0;
+  uv_close((uv_handle_t *)&w->ctl, NULL);
+  uv_mutex_unlock(&run->lock);
+  if (atomic_fetch_sub(&run->measuring_left, 1) == 1) cpu_sample(w->o, &run->cpu1);
 }
 
-static void maybe_done(bench_t *b) {
-  if (!b->finished && b->nconnected == b->o.conns && b->inflight == 0 && !can_issue(b))
-    finish(b, "run ended");
+static void maybe_done(worker_t *w) {
+  if (!w->finished && w->started && w->inflight == 0 && !can_issue(w))
+    finish(w, "run ended");
 }
 
 static void on_hard_limit(uv_timer_t *t) {
@@ -108,35 +133,24 @@ static void on_hard_limit(uv_timer_t *t) {
 }
 
 static void on_duration(uv_timer_t *t) {
-  bench_t *b = t->data;
-  b->stopping = 1;
-  uv_timer_start(&b->limit, on_hard_limit, (uint64_t)((b->o.timeout + 5) * 1e3), 0);
-  maybe_done(b);
-}
-
-static void on_sigint(uv_signal_t *s, int signum) {
-  bench_t *b = s->data;
-  if (b->stopping) {
-    finish(b, "interrupted");
-    return;
-  }
-  fprintf(stderr, "moonrpc-bench: interrupted; waiting for replies in flight\n");
-  b->stopping = 1;
-  maybe_done(b);
+  worker_t *w = t->data;
+  w->stopping = 1;
+  uv_timer_start(&w->limit, on_hard_limit, (uint64_t)((w->o->timeout + 5) * 1e3), 0);
+  maybe_done(w);
 }
 
 /* ---- connections ---- */
 
 /* Closes the connection once; its requests in flight count as errors. The
- * memory stays in b->conns until the loop has finished. */
+ * memory stays in w->conns until the worker is freed. */
 static void conn_close(conn_t *c, const char *why, uint64_t now) {
-  bench_t *b = c->b;
+  worker_t *w = c->w;
   if (c->closing || !c->inited) return;
   c->closing = 1;
-  if (c->alive) b->nalive--;
+  if (c->alive) w->nalive--;
   c->alive = 0;
   for (uint32_t j = 0; j < c->ncallers; j++) {
-    caller_t *k = &b->callers[(uint64_t)j * b->o.conns + c->index];
+    caller_t *k = &w->callers[(uint64_t)j * w->nconns + c->index];
     if (k->in_flight) caller_done(k, why, strlen(why), now);
   }
   uv_close(&c->h.handle, NULL);
@@ -144,10 +158,10 @@ static void conn_close(conn_t *c, const char *why, uint64_t now) {
 
 static void conn_fail(conn_t *c, const char *what, int err, uint64_t now) {
   char msg[256];
-  snprintf(msg, sizeof msg, "connection %u lost (%s): %s (%s)", c->index, what,
+  snprintf(msg, sizeof msg, "connection %d.%u lost (%s): %s (%s)", c->w->index, c->index, what,
            err < -30000 ? mrpc_strerror(err) : uv_strerror(err),
            err < -30000 ? mrpc_err_name(err) : uv_err_name(err));
-  if (!c->closing && !c->b->finished) fprintf(stderr, "moonrpc-bench: %s\n", msg);
+  if (!c->closing && !c->w->finished) bench_warn("%s", msg);
   conn_close(c, msg, now);
 }
 
@@ -158,7 +172,7 @@ static void on_write(uv_write_t *req, int status) {
   if (c->closing) return;
   if (status < 0) {
     conn_fail(c, "write", status, uv_hrtime());
-    maybe_done(c->b);
+    maybe_done(c->w);
     return;
   }
   conn_flush(c); /* what accumulated while this write was in flight */
@@ -205,10 +219,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
  * request in flight (late answers to timed-out requests, server pushes) are
  * ignored. */
 static void handle_reply(conn_t *c, const mrpc_frame_t *f, uint64_t now) {
-  bench_t *b = c->b;
+  worker_t *w = c->w;
+  const mrpc_buf_t *want = &w->run->payload;
   uint32_t local = (uint32_t)f->seq;
   if (local >= c->ncallers) return;
-  caller_t *k = &b->callers[(uint64_t)local * b->o.conns + c->index];
+  caller_t *k = &w->callers[(uint64_t)local * w->nconns + c->index];
   if (!k->in_flight || k->seq != f->seq) return;
   if (!mrpc_frame_is_response(f)) {
     caller_done(k, "reply without the response bit", 30, now);
@@ -216,11 +231,10 @@ static void handle_reply(conn_t *c, const mrpc_frame_t *f, uint64_t now) {
     const mrpc_meta_t *m = mrpc_frame_meta_get(f, MRPC_META_ERROR);
     if (m) caller_done(k, m->val, m->val_len, now);
     else caller_done(k, "error status without __rpcx_error__", 35, now);
-  } else if (f->payload_len != b->payload.len ||
-             memcmp(f->payload, b->payload.data, b->payload.len) != 0) {
+  } else if (f->payload_len != want->len || memcmp(f->payload, want->data, want->len) != 0) {
     char msg[128];
     int n = snprintf(msg, sizeof msg, "reply payload differs from the request (%zu bytes, sent %zu)",
-                     f->payload_len, b->payload.len);
+                     f->payload_len, want->len);
     caller_done(k, msg, (size_t)n, now);
   } else {
     caller_done(k, NULL, 0, now);
@@ -241,213 +255,187 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (!c->closing && r < 0) conn_fail(c, "bad frame", r, now);
     conn_flush(c);
   }
-  maybe_done(c->b);
+  maybe_done(c->w);
 }
 
-static void start_run(bench_t *b) {
+/* Called on "go": every worker of the run is connected. */
+static void start_run(worker_t *w) {
   uint64_t now = uv_hrtime();
-  uv_timer_stop(&b->limit);
-  b->t0 = b->last_progress = now;
-  for (uint64_t i = 0; i < b->o.conns; i++) b->conns[i].last_read = now;
-  if (b->o.warmup == 0) start_measuring(b, now);
-  for (uint64_t i = 0; i < b->o.concurrency && can_issue(b); i++)
-    caller_send(&b->callers[i], now);
-  for (uint64_t i = 0; i < b->o.conns; i++) conn_flush(&b->conns[i]);
-  maybe_done(b);
+  uv_timer_stop(&w->limit);
+  w->started = 1;
+  for (uint64_t i = 0; i < w->nconns; i++) w->conns[i].last_read = now;
+  if (w->warmup == 0 && w->budget > 0) start_measuring(w, now);
+  for (uint64_t i = 0; i < w->concurrency && can_issue(w); i++)
+    caller_send(&w->callers[i], now);
+  for (uint64_t i = 0; i < w->nconns; i++) conn_flush(&w->conns[i]);
+  maybe_done(w);
+}
+
+static void tell_main(worker_t *w) {
+  uv_async_send(w->run->wake);
+}
+
+static void connect_failed(worker_t *w, const char *what, const char *detail) {
+  /* Once per run: the other workers would only say the same. */
+  if (atomic_exchange(&w->run->connect_failed, 1) == 0)
+    bench_warn("cannot connect to %s: %s%s", w->o->addr, what, detail);
+  w->exit_code = EXIT_CONNECT;
+  finish(w, "not connected");
+  tell_main(w);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
   conn_t *c = req->data;
-  bench_t *b = c->b;
-  if (b->finished || c->closing) return;
-  if (status < 0) {
-    fprintf(stderr, "moonrpc-bench: cannot connect to %s: %s (%s)\n", b->o.addr,
-            uv_strerror(status), uv_err_name(status));
-    b->exit_code = EXIT_CONNECT;
-    finish(b, "not connected");
-    return;
+  worker_t *w = c->w;
+  if (w->finished || c->closing) return;
+  if (status >= 0) {
+    if (!w->o->path) uv_tcp_nodelay(&c->h.tcp, 1);
+    status = uv_read_start(&c->h.stream, on_alloc, on_read);
   }
-  if (!b->o.path) uv_tcp_nodelay(&c->h.tcp, 1);
-  int r = uv_read_start(&c->h.stream, on_alloc, on_read);
-  if (r < 0) {
-    on_connect(req, r);
+  if (status < 0) {
+    char detail[128];
+    snprintf(detail, sizeof detail, " (%s)", uv_err_name(status));
+    connect_failed(w, uv_strerror(status), detail);
     return;
   }
   c->alive = 1;
-  b->nalive++;
-  if (++b->nconnected == b->o.conns) start_run(b);
+  w->nalive++;
+  if (++w->nconnected == w->nconns) {
+    atomic_fetch_add(&w->run->ready, 1);
+    tell_main(w);
+  }
 }
 
 static void on_connect_timeout(uv_timer_t *t) {
-  bench_t *b = t->data;
-  fprintf(stderr, "moonrpc-bench: cannot connect to %s: timed out after %.1f s\n",
-          b->o.addr, b->o.timeout);
-  b->exit_code = EXIT_CONNECT;
-  finish(b, "not connected");
+  worker_t *w = t->data;
+  char detail[64];
+  snprintf(detail, sizeof detail, " after %.1f s", w->o->timeout);
+  connect_failed(w, "timed out", detail);
 }
 
-/* Every 100 ms: fails requests older than --timeout, and prints progress
- * once a second. A connection that has received nothing for --timeout while
- * a request waits is declared lost, so a stalled server cannot keep a -n
- * run going one timeout at a time. */
+/* The main thread's orders: "go" once, then maybe "drain" or "stop". */
+static void on_ctl(uv_async_t *a) {
+  worker_t *w = a->data;
+  run_t *run = w->run;
+  if (w->finished) return;
+  int stop = atomic_load(&run->stop);
+  if (stop == STOP_NOW) {
+    finish(w, run->stop_why);
+    return;
+  }
+  if (stop == STOP_DRAIN) w->stopping = 1;
+  if (!w->started && atomic_load(&run->go)) start_run(w);
+  maybe_done(w);
+}
+
+/* Every 100 ms: fails requests older than --timeout and publishes progress.
+ * A connection that has received nothing for --timeout while a request
+ * waits is declared lost, so a stalled server cannot keep a -n run going one
+ * timeout at a time. */
 static void on_tick(uv_timer_t *t) {
-  bench_t *b = t->data;
-  uint64_t now = uv_hrtime(), limit = (uint64_t)(b->o.timeout * 1e9);
-  for (uint64_t i = 0; i < b->o.concurrency; i++) {
-    caller_t *k = &b->callers[i];
+  worker_t *w = t->data;
+  uint64_t now = uv_hrtime(), limit = (uint64_t)(w->o->timeout * 1e9);
+  for (uint64_t i = 0; i < w->concurrency; i++) {
+    caller_t *k = &w->callers[i];
     if (!k->in_flight || now - k->sent_at < limit) continue;
     if (now - k->conn->last_read >= limit)
       conn_close(k->conn, "timeout: the connection stalled", now);
     else
       caller_done(k, "timeout", 7, now);
   }
-  for (uint64_t i = 0; i < b->o.conns; i++) conn_flush(&b->conns[i]);
-  if (b->t0 != 0 && now - b->last_progress >= 1000000000ull) {
-    double dt = (double)(now - b->last_progress) / 1e9;
-    fprintf(stderr, "[%6.1f s] completed %" PRIu64 "  errors %" PRIu64 "  %.0f req/s%s\n",
-            (double)(now - b->t0) / 1e9, b->counted, b->errors,
-            (double)(b->completed - b->progress_count) / dt, b->measuring ? "" : "  (warmup)");
-    b->last_progress = now;
-    b->progress_count = b->completed;
-  }
-  maybe_done(b);
+  for (uint64_t i = 0; i < w->nconns; i++) conn_flush(&w->conns[i]);
+  publish(w);
+  maybe_done(w);
 }
 
 /* ---- setup ---- */
 
-static int build_request(bench_t *b) {
-  opts_t *o = &b->o;
-  mrpc_buf_t *p = &b->payload;
-  size_t sz = (size_t)o->size;
-  int r = 0;
-  if (o->serialize == MRPC_SERIALIZE_MSGPACK) { /* bin8, bin16 or bin32 */
-    uint8_t h[5];
-    size_t hl;
-    if (sz < 256) { h[0] = 0xc4; h[1] = (uint8_t)sz; hl = 2; }
-    else if (sz < 65536) { h[0] = 0xc5; h[1] = (uint8_t)(sz >> 8); h[2] = (uint8_t)sz; hl = 3; }
-    else { h[0] = 0xc6; for (int i = 0; i < 4; i++) h[1 + i] = (uint8_t)(sz >> (24 - 8 * i)); hl = 5; }
-    r = mrpc_buf_append(p, h, hl);
-  } else if (o->serialize == MRPC_SERIALIZE_JSON) {
-    r = mrpc_buf_append(p, "\"", 1);
-  }
-  if (r == 0) r = mrpc_buf_reserve(p, sz + 1);
-  if (r != 0) return r;
-  memset(p->data + p->len, 'x', sz);
-  p->len += sz;
-  if (o->serialize == MRPC_SERIALIZE_JSON && (r = mrpc_buf_append(p, "\"", 1)) != 0) return r;
-
-  mrpc_frame_t f;
-  memset(&f, 0, sizeof f);
-  f.serialize = (uint8_t)(o->serialize << 4);
-  f.path = o->service;
-  f.path_len = strlen(o->service);
-  f.method = o->method;
-  f.method_len = strlen(o->method);
-  f.payload = p->data;
-  f.payload_len = p->len;
-  return mrpc_frame_encode(&b->req, &f);
-}
-
-/* Starts every connection; the run begins when the last one is up. */
-static int start_connect(bench_t *b) {
-  struct sockaddr_storage ss;
-  if (!b->o.path) {
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    if (uv_ip4_addr(b->o.host, b->o.port, a4) != 0 && uv_ip6_addr(b->o.host, b->o.port, a6) != 0) {
-      uv_getaddrinfo_t gai;
-      struct addrinfo hints;
-      memset(&hints, 0, sizeof hints);
-      hints.ai_family = AF_UNSPEC;
-      hints.ai_socktype = SOCK_STREAM;
-      int r = uv_getaddrinfo(&b->loop, &gai, NULL, b->o.host, NULL, &hints); /* synchronous */
-      if (r < 0) return r;
-      memcpy(&ss, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
-      uv_freeaddrinfo(gai.addrinfo);
-      if (ss.ss_family == AF_INET) a4->sin_port = htons((uint16_t)b->o.port);
-      else a6->sin6_port = htons((uint16_t)b->o.port);
-    }
-  }
-  for (uint64_t i = 0; i < b->o.conns; i++) {
-    conn_t *c = &b->conns[i];
-    int r = b->o.path ? uv_pipe_init(&b->loop, &c->h.pipe, 0) : uv_tcp_init(&b->loop, &c->h.tcp);
+static int start_connect(worker_t *w) {
+  for (uint64_t i = 0; i < w->nconns; i++) {
+    conn_t *c = &w->conns[i];
+    int r = w->o->path ? uv_pipe_init(&w->loop, &c->h.pipe, 0) : uv_tcp_init(&w->loop, &c->h.tcp);
     if (r < 0) return r;
     c->inited = 1;
     c->h.handle.data = c;
     c->connect_req.data = c;
     c->write_req.data = c;
-    if (b->o.path) {
-      uv_pipe_connect(&c->connect_req, &c->h.pipe, b->o.path, on_connect);
-    } else if ((r = uv_tcp_connect(&c->connect_req, &c->h.tcp, (struct sockaddr *)&ss, on_connect)) < 0) {
+    if (w->o->path) {
+      uv_pipe_connect(&c->connect_req, &c->h.pipe, w->o->path, on_connect);
+    } else if ((r = uv_tcp_connect(&c->connect_req, &c->h.tcp,
+                                   (const struct sockaddr *)&w->run->addr, on_connect)) < 0) {
       return r;
     }
   }
   return 0;
 }
 
-int main(int argc, char **argv) {
-  bench_t *b = calloc(1, sizeof *b);
-  if (!b) return EXIT_ERRORS;
-  /* A server that closes while we write must give EPIPE, not kill us. */
-  signal(SIGPIPE, SIG_IGN);
-  int rc = parse_opts(&b->o, argc, argv);
-  if (rc != 0) {
-    free(b);
-    return rc > 0 ? 0 : EXIT_USAGE;
-  }
-  b->budget = b->o.warmup + b->o.n;
-  b->conns = calloc(b->o.conns, sizeof *b->conns);
-  b->callers = calloc(b->o.concurrency, sizeof *b->callers);
-  if (!b->conns || !b->callers || build_request(b) != 0 || uv_loop_init(&b->loop) != 0) {
-    fprintf(stderr, "moonrpc-bench: out of memory\n");
-    return EXIT_ERRORS;
-  }
-  /* Replies echo the request, so let the decoder take at least its size. */
-  mrpc_limits_t lim = {0};
-  lim.max_frame = (uint32_t)(b->req.len + 65536);
-  for (uint64_t i = 0; i < b->o.conns; i++) {
-    conn_t *c = &b->conns[i];
-    c->b = b;
+/* Worker `index` of the run takes an even share of the totals: the first
+ * (total % workers) workers get one more. */
+static uint64_t share(uint64_t total, int workers, int index) {
+  return total / (uint64_t)workers + ((uint64_t)index < total % (uint64_t)workers);
+}
+
+/* Runs on the main thread, before the worker's thread starts: allocates
+ * its connections and callers and initialises its loop and handles. On
+ * failure the caller still calls worker_free. */
+int worker_init(worker_t *w, run_t *run, int index) {
+  const opts_t *o = run->o;
+  w->run = run;
+  w->o = o;
+  w->index = index;
+  w->nconns = share(o->conns, o->workers, index);
+  w->concurrency = share(o->concurrency, o->workers, index);
+  w->warmup = share(o->warmup, o->workers, index);
+  w->budget = w->warmup + share(o->n, o->workers, index);
+  w->conns = calloc(w->nconns, sizeof *w->conns);
+  w->callers = calloc(w->concurrency, sizeof *w->callers);
+  if (!w->conns || !w->callers || uv_loop_init(&w->loop) != 0) return UV_ENOMEM;
+  w->loop_inited = 1;
+  for (uint64_t i = 0; i < w->nconns; i++) {
+    conn_t *c = &w->conns[i];
+    c->w = w;
     c->index = (uint32_t)i;
-    c->ncallers = (uint32_t)((b->o.concurrency - i + b->o.conns - 1) / b->o.conns);
-    mrpc_decoder_init(&c->dec, &lim);
+    c->ncallers = (uint32_t)((w->concurrency - i + w->nconns - 1) / w->nconns);
+    mrpc_decoder_init(&c->dec, &run->limits);
   }
-  for (uint64_t i = 0; i < b->o.concurrency; i++) {
-    b->callers[i].conn = &b->conns[i % b->o.conns];
-    b->callers[i].local = (uint32_t)(i / b->o.conns);
+  for (uint64_t i = 0; i < w->concurrency; i++) {
+    w->callers[i].conn = &w->conns[i % w->nconns];
+    w->callers[i].local = (uint32_t)(i / w->nconns);
   }
-  uv_timer_init(&b->loop, &b->tick);
-  uv_timer_init(&b->loop, &b->limit);
-  uv_signal_init(&b->loop, &b->sigint);
-  b->tick.data = b->limit.data = b->sigint.data = b;
-  uv_signal_start(&b->sigint, on_sigint, SIGINT);
-  uv_timer_start(&b->tick, on_tick, 100, 100);
-  uv_timer_start(&b->limit, on_connect_timeout, (uint64_t)(b->o.timeout * 1e3), 0);
+  uv_timer_init(&w->loop, &w->tick);
+  uv_timer_init(&w->loop, &w->limit);
+  uv_async_init(&w->loop, &w->ctl, on_ctl);
+  w->tick.data = w->limit.data = w->ctl.data = w;
+  w->ctl_open = 1;
+  return 0;
+}
 
-  int r = start_connect(b);
+/* The worker thread: connects, runs the loop until finish() has closed
+ * everything, publishes its final counters and tells the main thread. */
+void worker_main(void *arg) {
+  worker_t *w = arg;
+  uv_timer_start(&w->tick, on_tick, 100, 100);
+  uv_timer_start(&w->limit, on_connect_timeout, (uint64_t)(w->o->timeout * 1e3), 0);
+  int r = start_connect(w);
   if (r < 0) {
-    fprintf(stderr, "moonrpc-bench: cannot connect to %s: %s (%s)\n", b->o.addr,
-            uv_strerror(r), uv_err_name(r));
-    b->exit_code = EXIT_CONNECT;
-    finish(b, "not connected");
+    char detail[128];
+    snprintf(detail, sizeof detail, " (%s)", uv_err_name(r));
+    connect_failed(w, uv_strerror(r), detail);
   }
-  uv_run(&b->loop, UV_RUN_DEFAULT);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  publish(w);
+  atomic_fetch_add(&w->run->done, 1);
+  tell_main(w);
+}
 
-  if (b->exit_code == 0) {
-    report(b);
-    b->exit_code = b->errors || b->warmup_errors ? EXIT_ERRORS : 0;
+/* Runs on the main thread after the worker's thread has been joined. */
+void worker_free(worker_t *w) {
+  if (w->loop_inited) uv_loop_close(&w->loop);
+  for (uint64_t i = 0; w->conns && i < w->nconns; i++) {
+    mrpc_decoder_free(&w->conns[i].dec);
+    mrpc_buf_free(&w->conns[i].out[0]);
+    mrpc_buf_free(&w->conns[i].out[1]);
   }
-  rc = b->exit_code;
-  uv_loop_close(&b->loop);
-  for (uint64_t i = 0; i < b->o.conns; i++) {
-    mrpc_decoder_free(&b->conns[i].dec);
-    mrpc_buf_free(&b->conns[i].out[0]);
-    mrpc_buf_free(&b->conns[i].out[1]);
-  }
-  mrpc_buf_free(&b->req);
-  mrpc_buf_free(&b->payload);
-  free(b->conns);
-  free(b->callers);
-  free(b);
-  return rc;
+  free(w->conns);
+  free(w->callers);
 }

@@ -1,5 +1,7 @@
-/* bench_cli.c: moonrpc-bench's command line, latency histogram and
- * summary report. */
+/* bench_cli.c: moonrpc-bench's command line and latency histogram. */
+#include <strings.h>
+#include <unistd.h>
+
 #include "bench.h"
 
 /* ---- histogram ---- */
@@ -23,6 +25,12 @@ void hist_add(hist_t *h, uint64_t ns) {
   if (ns > h->max) h->max = ns;
 }
 
+void hist_merge(hist_t *into, const hist_t *from) {
+  for (size_t i = 0; i < HIST_BUCKETS; i++) into->counts[i] += from->counts[i];
+  into->total += from->total;
+  if (from->max > into->max) into->max = from->max;
+}
+
 /* The value at quantile q (0..1) in nanoseconds; 0 for an empty histogram. */
 double hist_quantile(const hist_t *h, double q) {
   if (h->total == 0) return 0;
@@ -42,29 +50,37 @@ double hist_quantile(const hist_t *h, double q) {
 
 void usage(FILE *to) {
   fputs(
-    "usage: moonrpc-bench [options]\n"
+    "usage: moonrpc bench [options]\n"
     "Benchmarks any rpcx server (Go rpcx or moonrpc) through an Echo service that\n"
     "returns its argument unchanged; every reply is checked against the request.\n\n"
     "  --addr ADDR          tcp@host:port, host:port or unix@/path (default tcp@127.0.0.1:8972)\n"
     "  -c, --concurrency N  callers, each with one request in flight (default 10)\n"
     "  --conns N            connections; callers share them round-robin (default 1)\n"
-    "  -n, --requests N     requests to measure (default 100000)\n"
-    "  -d, --duration SECS  run for a duration instead; -n is then ignored\n"
-    "  --size BYTES         payload size (default 64)\n"
+    "  --workers N|auto     client threads, each with its own loop and an even share\n"
+    "                       of -c, --conns and -n; auto: one per core, at most\n"
+    "                       --conns; N > --conns is an error (default 1)\n"
+    "  -n, --requests N     requests to measure, over all workers (default 100000)\n"
+    "  -d, --duration SECS  run each worker for a duration instead; -n is ignored\n"
+    "  --size SIZE[,SIZE..] payload bytes, with K/KiB (1024) or M/MiB (1048576);\n"
+    "                       a list does one run per size in turn (default 64)\n"
     "  --service S          service name (default Echo)\n"
     "  --method M           method name (default Echo)\n"
     "  --serialize KIND     msgpack (a bin of SIZE bytes), json (a string of SIZE\n"
     "                       characters) or raw (SIZE bytes) (default msgpack)\n"
-    "  --warmup N           requests not measured at the start (default: 1000 or 1%\n"
-    "                       of -n, whichever is smaller)\n"
+    "  --warmup N           requests not measured at the start, over all workers\n"
+    "                       (default: 1000 or 1% of -n, whichever is smaller)\n"
     "  --timeout SECS       per request; a later reply counts as an error (default 5)\n"
-    "  --json               print the summary as one JSON object as well\n"
+    "  --server-pid PID[,PID..]  report the server's CPU per call (from /proc)\n"
+    "  --json               print one JSON object per run on stdout, and the\n"
+    "                       table and progress on stderr\n"
     "  -h, --help           show this help\n\n"
     "Exit status: 0 no errors, 1 some requests failed, 2 usage error, 3 cannot connect.\n\n"
     "examples:\n"
-    "  moonrpc-bench -c 100 -n 200000\n"
-    "  moonrpc-bench --addr unix@/tmp/echo.sock -c 10 -d 10 --size 1024\n"
-    "  moonrpc-bench --addr 10.0.0.5:8972 --conns 4 -c 400 --serialize json --json\n",
+    "  moonrpc bench -c 100 -n 200000\n"
+    "  moonrpc bench -c 100 --conns 100 --workers auto -d 5 --size 64,1KiB,64KiB,1MiB\n"
+    "  moonrpc bench --addr unix@/tmp/echo.sock -c 10 -d 10 --size 1024\n"
+    "  moonrpc bench --addr 10.0.0.5:8972 --conns 4 -c 400 --serialize json --json\n"
+    "  moonrpc bench -c 100 -d 5 --server-pid $(pgrep -d, moonrpc-echo)\n",
     to);
 }
 
@@ -82,6 +98,49 @@ static int parse_secs(const char *s, double *out) {
   double v = strtod(s, &end);
   if (end == s || *end || !(v > 0) || v > 1e7) return -1;
   *out = v;
+  return 0;
+}
+
+/* One size: digits with an optional K, KiB, M or MiB (any case; all
+ * binary). */
+static int parse_size(const char *s, size_t len, uint64_t *out) {
+  char buf[32], *end;
+  if (len == 0 || len >= sizeof buf || s[0] < '0' || s[0] > '9') return -1;
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  errno = 0;
+  unsigned long long v = strtoull(buf, &end, 10), mult = 1;
+  if (errno) return -1;
+  if (*end == 'k' || *end == 'K') mult = 1024, end++;
+  else if (*end == 'm' || *end == 'M') mult = 1024 * 1024, end++;
+  if (mult > 1 && strcasecmp(end, "ib") == 0) end += 2;
+  if (*end || v > (MRPC_DEFAULT_MAX_FRAME - 4096) / mult) return -1;
+  *out = v * mult;
+  return 0;
+}
+
+/* A comma-separated list of sizes (parse_size) or of PIDs. */
+static int parse_list(const char *s, int pids, opts_t *o) {
+  int n = 0;
+  for (const char *p = s;; n++) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (pids) {
+      uint64_t v;
+      char buf[24];
+      if (n == MAX_PIDS || len == 0 || len >= sizeof buf) return -1;
+      memcpy(buf, p, len);
+      buf[len] = '\0';
+      if (parse_u64(buf, 1, 0x7fffffff, &v) != 0) return -1;
+      o->pids[n] = (int)v;
+    } else if (n == MAX_SIZES || parse_size(p, len, &o->sizes[n]) != 0) {
+      return -1;
+    }
+    if (!comma) break;
+    p = comma + 1;
+  }
+  if (pids) o->npids = n + 1;
+  else o->nsizes = n + 1;
   return 0;
 }
 
@@ -114,17 +173,19 @@ static int parse_addr(opts_t *o, const char *a) {
 }
 
 static int bad(const char *what, const char *val) {
-  fprintf(stderr, "moonrpc-bench: invalid %s: '%s' (see --help)\n", what, val);
+  fprintf(stderr, PROG ": invalid %s: '%s' (see --help)\n", what, val);
   return -1;
 }
 
 /* Fills *o from argv. Returns 0, 1 after --help, or -1 on a usage error. */
 int parse_opts(opts_t *o, int argc, char **argv) {
-  enum { O_ADDR = 256, O_CONNS, O_SIZE, O_SERVICE, O_METHOD, O_SERIALIZE, O_WARMUP, O_TIMEOUT, O_JSON };
+  enum { O_ADDR = 256, O_CONNS, O_WORKERS, O_SIZE, O_SERVICE, O_METHOD, O_SERIALIZE, O_WARMUP,
+         O_TIMEOUT, O_PID, O_JSON };
   static const struct option longs[] = {
     {"addr", required_argument, NULL, O_ADDR},
     {"concurrency", required_argument, NULL, 'c'},
     {"conns", required_argument, NULL, O_CONNS},
+    {"workers", required_argument, NULL, O_WORKERS},
     {"requests", required_argument, NULL, 'n'},
     {"duration", required_argument, NULL, 'd'},
     {"size", required_argument, NULL, O_SIZE},
@@ -133,13 +194,16 @@ int parse_opts(opts_t *o, int argc, char **argv) {
     {"serialize", required_argument, NULL, O_SERIALIZE},
     {"warmup", required_argument, NULL, O_WARMUP},
     {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"server-pid", required_argument, NULL, O_PID},
     {"json", no_argument, NULL, O_JSON},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
   const char *addr = "tcp@127.0.0.1:8972";
+  const char *workers = "1";
   int warmup_set = 0, ch;
-  o->concurrency = 10, o->conns = 1, o->n = 100000, o->size = 64, o->timeout = 5;
+  o->concurrency = 10, o->conns = 1, o->n = 100000, o->timeout = 5;
+  o->sizes[0] = 64, o->nsizes = 1;
   o->service = "Echo", o->method = "Echo", o->ser_name = "msgpack";
   o->serialize = MRPC_SERIALIZE_MSGPACK;
   while ((ch = getopt_long(argc, argv, "c:n:d:h", longs, NULL)) != -1) {
@@ -149,9 +213,9 @@ int parse_opts(opts_t *o, int argc, char **argv) {
     case O_CONNS: if (parse_u64(optarg, 1, 100000, &o->conns)) return bad("--conns", optarg); break;
     case 'n': if (parse_u64(optarg, 1, UINT64_MAX / 2, &o->n)) return bad("-n", optarg); break;
     case 'd': if (parse_secs(optarg, &o->duration)) return bad("-d", optarg); break;
-    case O_SIZE:
-      if (parse_u64(optarg, 0, MRPC_DEFAULT_MAX_FRAME - 4096, &o->size)) return bad("--size", optarg);
-      break;
+    case O_WORKERS: workers = optarg; break;
+    case O_SIZE: if (parse_list(optarg, 0, o)) return bad("--size", optarg); break;
+    case O_PID: if (parse_list(optarg, 1, o)) return bad("--server-pid", optarg); break;
     case O_SERVICE: o->service = optarg; break;
     case O_METHOD: o->method = optarg; break;
     case O_SERIALIZE:
@@ -175,55 +239,29 @@ int parse_opts(opts_t *o, int argc, char **argv) {
   if (parse_addr(o, addr) != 0) return bad("--addr", addr);
   if (!warmup_set) o->warmup = o->duration > 0 ? 1000 : (o->n / 100 < 1000 ? o->n / 100 : 1000);
   if (o->conns > o->concurrency) o->conns = o->concurrency; /* no idle sockets */
+  /* auto is "as many as helps": one per core, but no worker without a
+   * connection. An explicit N is taken literally, so it must fit. */
+  uint64_t nw;
+  if (strcmp(workers, "auto") == 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    nw = cores < 1 ? 1 : (uint64_t)cores;
+    if (nw > o->conns) nw = o->conns;
+    if (nw > MAX_WORKERS) nw = MAX_WORKERS;
+  } else if (parse_u64(workers, 1, MAX_WORKERS, &nw) != 0) {
+    return bad("--workers", workers);
+  } else if (nw > o->conns) {
+    fprintf(stderr, PROG ": --workers %" PRIu64 " needs at least as many connections, and there are"
+            " %" PRIu64 " (--conns, at most -c); raise --conns (see --help)\n", nw, o->conns);
+    return -1;
+  }
+  o->workers = (int)nw;
+  for (int i = 0; i < o->npids; i++) {
+    uint64_t u, s;
+    if (cpu_read_pid(o->pids[i], &u, &s) != 0) {
+      fprintf(stderr, PROG ": --server-pid %d: cannot read /proc/%d/stat: %s\n", o->pids[i],
+              o->pids[i], strerror(errno));
+      return -1;
+    }
+  }
   return 0;
 }
-
-/* ---- report ---- */
-
-static void json_str(FILE *to, const char *s) {
-  fputc('"', to);
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') fprintf(to, "\\%c", ch);
-    else if (ch < 0x20) fprintf(to, "\\u%04x", ch);
-    else fputc(ch, to);
-  }
-  fputc('"', to);
-}
-
-void report(const bench_t *b) {
-  const opts_t *o = &b->o;
-  double secs = (double)(b->t_end - b->t_start) / 1e9;
-  double rps = secs > 0 ? (double)b->counted / secs : 0;
-  double q[5] = {hist_quantile(&b->hist, 0.5), hist_quantile(&b->hist, 0.9),
-                 hist_quantile(&b->hist, 0.99), hist_quantile(&b->hist, 0.999),
-                 (double)b->hist.max};
-  for (int i = 0; i < 5; i++) q[i] /= 1e6; /* ns -> ms */
-  printf("moonrpc bench: %s %s.%s %s size=%" PRIu64 " c=%" PRIu64 " conns=%" PRIu64 "\n",
-         o->addr, o->service, o->method, o->ser_name, o->size, o->concurrency, o->conns);
-  printf("requests: %" PRIu64 "  errors: %" PRIu64, b->counted, b->errors);
-  if (b->warmup_errors) printf(" (and %" PRIu64 " in warmup)", b->warmup_errors);
-  printf("  duration: %.2f s\n", secs);
-  printf("throughput: %.0f req/s\n", rps);
-  printf("latency: p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
-         q[0], q[1], q[2], q[3], q[4]);
-  if (!o->json) return;
-  printf("{\"addr\":");
-  json_str(stdout, o->addr);
-  printf(",\"service\":");
-  json_str(stdout, o->service);
-  printf(",\"method\":");
-  json_str(stdout, o->method);
-  printf(",\"serialize\":\"%s\",\"size\":%" PRIu64 ",\"concurrency\":%" PRIu64 ",\"conns\":%" PRIu64
-         ",\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"duration_s\":%.6f,\"rps\":%.1f,"
-         "\"latency_ms\":{\"p50\":%.6f,\"p90\":%.6f,\"p99\":%.6f,\"p99_9\":%.6f,\"max\":%.6f}",
-         o->ser_name, o->size, o->concurrency, o->conns, b->counted, b->errors, secs, rps,
-         q[0], q[1], q[2], q[3], q[4]);
-  printf(",\"warmup_errors\":%" PRIu64, b->warmup_errors);
-  if (b->first_error[0]) {
-    printf(",\"first_error\":");
-    json_str(stdout, b->first_error);
-  }
-  printf("}\n");
-}
-
