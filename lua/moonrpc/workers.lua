@@ -196,4 +196,67 @@ function Pool:stop(timeout)
   end
 end
 
+--- The command line of this same `moonrpc` command (interpreter, script)
+-- followed by the lists `...`, for a worker.
+function M.self_argv(...)
+  local lo = 0
+  while arg[lo - 1] do lo = lo - 1 end
+  local cmd = {}
+  for i = lo, 0 do cmd[#cmd + 1] = arg[i] end
+  for _, list in ipairs { ... } do
+    for _, a in ipairs(list) do cmd[#cmd + 1] = a end
+  end
+  return cmd
+end
+
+local function die(code, ...)
+  log(...)
+  os.exit(code)
+end
+
+--- The supervising command: starts `o.n` workers with `o.argv(listen)` on
+-- `o.listen`, registers the address's services once in `o.registry` (a
+-- URL; the services and their metadata come from the workers'
+-- Reflection.Services) under `o.ttl`, prints "listening on ADDR (N
+-- workers: pids ...)", restarts workers that die, and on SIGINT/SIGTERM
+-- unregisters, stops the workers (each drains for up to `o.timeout` s) and
+-- returns. Exits 3 when the workers cannot start, 2 for a bad registry.
+function M.supervise(o)
+  local moonrpc = require "moonrpc"
+  local pool, addr = M.start(o.n, o.listen or "tcp@127.0.0.1:8972", o.argv)
+  if not pool then die(3, addr) end
+  local reg, names = nil, {}
+  if o.registry then
+    local e
+    reg, e = moonrpc.registry(o.registry)
+    if not reg then pool:stop(o.timeout); die(2, tostring(e)) end
+    local xc = moonrpc.xclient("Reflection", moonrpc.Failfast, moonrpc.RandomSelect,
+                               moonrpc.peer2peer(addr), { timeout = 5 })
+    local reply, err = xc:call("Services", nil)
+    xc:close()
+    if not reply then pool:stop(o.timeout); die(3, "reflection of the workers: ", tostring(err)) end
+    for _, svc in ipairs(reply.services or {}) do
+      local ok, rerr = reg:register(svc.name, addr, svc.metadata, o.ttl)
+      names[#names + 1] = svc.name
+      if not ok then log("registry: ", tostring(rerr), " (retrying)") end
+    end
+  end
+  io.write("listening on ", addr, " (", o.n, " workers: pids ", table.concat(pool:pids(), " "), ")\n")
+  io.stdout:flush()
+  local stopping = false
+  local function stop(name)
+    if stopping then return end
+    stopping = true
+    log(name, ": shutting down ", o.n, " workers")
+    if reg then
+      for _, svc in ipairs(names) do reg:unregister(svc, addr) end
+      reg:close()
+    end
+    pool:stop(o.timeout + 2)
+  end
+  local sigs = { moonrpc.signal("SIGINT", stop), moonrpc.signal("SIGTERM", stop) }
+  moonrpc.run()
+  for _, w in ipairs(sigs) do w.stop() end
+end
+
 return M

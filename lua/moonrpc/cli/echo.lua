@@ -1,26 +1,39 @@
 -- moonrpc echo: the Echo.Echo service that `moonrpc bench` calls.
 
 local USAGE = [[
-usage: moonrpc echo [--lua] [--listen ADDR]
+usage: moonrpc echo [--lua] [--listen ADDR] [--workers N|auto]
 
 Serves Echo.Echo, which sends back what it gets, for benchmarks: with a C
 handler (the moonrpc-echo program, default) or with a Lua handler (--lua),
-on ADDR (default tcp@127.0.0.1:8972).
+on ADDR (default tcp@127.0.0.1:8972). --workers N serves the one address
+from N loops (auto: one per CPU) with SO_REUSEPORT: N threads of the C
+program, or N worker processes of the Lua one under a supervisor (as
+moonrpc serve --workers).
 
 examples:
   moonrpc echo --listen tcp@127.0.0.1:8972 &
   moonrpc bench --addr tcp@127.0.0.1:8972 -c 100 -d 5
   moonrpc echo --lua --listen tcp@127.0.0.1:8973
+  moonrpc echo --workers 2 --listen tcp@127.0.0.1:8972
 ]]
 
 return function(args, util)
   local die, getopts, find_exe, exec = util.die, util.getopts, util.find_exe, util.exec
-  local opts = getopts(args, { listen = "value", lua = "flag", help = "flag" })
+  local opts = getopts(args, { listen = "value", lua = "flag", workers = "value",
+                               reuseport = "flag", help = "flag" })
   if opts.help then io.write(USAGE); os.exit(0) end
   local listen = opts.listen or "tcp@127.0.0.1:8972"
-  if not opts.lua then exec(find_exe("moonrpc-echo"), { "--listen", listen }) end
+  local workers = require "moonrpc.workers"
+  local n = workers.count(opts.workers)
+  if not n then die(2, "--workers takes a count or 'auto', not '", opts.workers, "'") end
+  if not opts.lua then exec(find_exe("moonrpc-echo"), { "--listen", listen, "--workers", tostring(n) }) end
+  if n > 1 then
+    return workers.supervise{ n = n, listen = listen, timeout = 5, argv = function(l)
+      return workers.self_argv({ "echo", "--lua", "--listen", l, "--reuseport" })
+    end }
+  end
   local moonrpc = require "moonrpc"
-  local s = moonrpc.server()
+  local s = moonrpc.server{ reuseport = opts.reuseport or nil }
   -- Go's []byte echo: msgpack bin and raw bytes come back unchanged; a JSON
   -- value is sent back as it came.
   s:register("Echo", { Echo = function(ctx, args)
@@ -31,6 +44,7 @@ return function(args, util)
   if not addr then die(3, tostring(e)) end
   io.write("listening on ", addr, " (Lua handler)\n")
   io.stdout:flush()
+  if workers.me() then workers.watch_parent(function() s:close() end) end
   moonrpc.run()
 end
 

@@ -30,66 +30,6 @@ examples:
   moonrpc serve examples/lua/arith_service.lua --workers auto
 ]]
 
--- The command line of this same command, for a worker.
-local function self_argv(rest)
-  local lo = 0
-  while arg[lo - 1] do lo = lo - 1 end
-  local cmd = {}
-  for i = lo, -1 do cmd[#cmd + 1] = arg[i] end
-  cmd[#cmd + 1] = arg[0]
-  for _, a in ipairs(rest) do cmd[#cmd + 1] = a end
-  return cmd
-end
-
--- The supervisor of --workers N: starts them, registers the address once,
--- restarts those that die, stops them all on SIGINT/SIGTERM.
-local function supervise(n, opts, pos, util)
-  local moonrpc = require "moonrpc"
-  local workers = require "moonrpc.workers"
-  local timeout = tonumber(opts["shutdown-timeout"] or 10)
-  local pool, addr = workers.start(n, opts.listen or "tcp@127.0.0.1:8972", function(listen)
-    local rest = { "serve" }
-    for _, a in ipairs(pos) do rest[#rest + 1] = a end
-    for _, a in ipairs { "--listen", listen, "--reuseport", "--shutdown-timeout", tostring(timeout) } do
-      rest[#rest + 1] = a
-    end
-    return self_argv(rest)
-  end)
-  if not pool then util.die(3, addr) end
-  local reg, names = nil, {}
-  if opts.registry then
-    local e
-    reg, e = moonrpc.registry(opts.registry)
-    if not reg then pool:stop(timeout); util.die(2, tostring(e)) end
-    local xc = moonrpc.xclient("Reflection", moonrpc.Failfast, moonrpc.RandomSelect,
-                               moonrpc.peer2peer(addr), { timeout = 5 })
-    local reply, err = xc:call("Services", nil)
-    xc:close()
-    if not reply then pool:stop(timeout); util.die(3, "reflection of the workers: ", tostring(err)) end
-    for _, svc in ipairs(reply.services or {}) do
-      local ok, rerr = reg:register(svc.name, addr, svc.metadata, tonumber(opts.ttl or 10))
-      names[#names + 1] = svc.name
-      if not ok then io.stderr:write("moonrpc: registry: ", tostring(rerr), " (retrying)\n") end
-    end
-  end
-  io.write("listening on ", addr, " (", n, " workers: pids ", table.concat(pool:pids(), " "), ")\n")
-  io.stdout:flush()
-  local stopping = false
-  local function stop(name)
-    if stopping then return end
-    stopping = true
-    io.stderr:write("moonrpc: ", name, ": shutting down ", n, " workers\n")
-    if reg then
-      for _, svc in ipairs(names) do reg:unregister(svc, addr) end
-      reg:close()
-    end
-    pool:stop(timeout + 2)
-  end
-  local sigs = { moonrpc.signal("SIGINT", stop), moonrpc.signal("SIGTERM", stop) }
-  moonrpc.run()
-  for _, w in ipairs(sigs) do w.stop() end
-end
-
 return function(args, util)
   local die, getopts = util.die, util.getopts
   local opts, pos = getopts(args, { listen = "value", registry = "value", ttl = "value",
@@ -99,7 +39,17 @@ return function(args, util)
   local workers = require "moonrpc.workers"
   local n = workers.count(opts.workers)
   if not n then die(2, "--workers takes a count or 'auto', not '", opts.workers, "'") end
-  if n > 1 then return supervise(n, opts, pos, util) end
+  if n > 1 then
+    local rest = { "serve" }
+    for _, a in ipairs(pos) do rest[#rest + 1] = a end
+    local timeout = tonumber(opts["shutdown-timeout"] or 10)
+    return workers.supervise{ n = n, listen = opts.listen, registry = opts.registry,
+      ttl = tonumber(opts.ttl or 10), timeout = timeout,
+      argv = function(listen)
+        return workers.self_argv(rest, { "--listen", listen, "--reuseport",
+                                         "--shutdown-timeout", tostring(timeout) })
+      end }
+  end
   local moonrpc = require "moonrpc"
   local chunk, err = loadfile(pos[1])
   if not chunk then die(2, err) end
