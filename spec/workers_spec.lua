@@ -124,14 +124,18 @@ describe("moonrpc serve --workers 2", function()
   end)
 
   it("registers the address once, with the service's metadata, and unregisters it", function()
-    local reg = S.spawn(MOONRPC, "registry", "--listen", "tcp@127.0.0.1:0")
-    finally(reg.stop)
+    -- busted keeps one finally per test: it closes all three.
+    local reg, h, r
+    finally(function()
+      if r then r:close() end
+      if h then h.stop() end
+      reg.stop()
+    end)
+    reg = S.spawn(MOONRPC, "registry", "--listen", "tcp@127.0.0.1:0")
     local url = "moonrpc://" .. reg.host .. ":" .. reg.port
-    local h = S.spawn(MOONRPC, "serve", SERVICE, "--listen", "tcp@127.0.0.1:0", "--workers", "2",
-                      "--registry", url, "--ttl", "2")
-    finally(h.stop)
-    local r = assert(moonrpc.registry(url))
-    finally(function() r:close() end)
+    h = S.spawn(MOONRPC, "serve", SERVICE, "--listen", "tcp@127.0.0.1:0", "--workers", "2",
+                "--registry", url, "--ttl", "2")
+    r = assert(moonrpc.registry(url))
     local list = assert(r:list("Who"))
     assert.are.equal(1, #list)
     assert.are.equal(h.addr, list[1].addr)
