@@ -29,11 +29,14 @@
 
 struct gw_hconn_s {
   mrpc_gateway_t *gw;
-  mrpc_conn_t *conn;
-  mrpc_buf_t in;          /* bytes received; requests start at `pos` */
+  mrpc_conn_t *conn;      /* held (mrpc_conn_hold); hc_free releases it */
+  mrpc_buf_t in;          /* bytes received, requests start at `pos`;
+                             hc_free frees it */
   size_t pos;
   size_t scan;            /* where the blank-line search resumes (from pos) */
-  gw_hreq_t *head, *tail; /* requests not yet answered, in order */
+  gw_hreq_t *head, *tail; /* requests not yet answered, in order; each
+                             freed by hreq_free once written, or by
+                             hc_free */
   size_t nq;
   int closed;             /* the connection has closed */
   int stop;               /* read no further request */
