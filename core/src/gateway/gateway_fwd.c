@@ -5,7 +5,13 @@
  *
  * A forward (gw_fw_t) lives from its request to its one completion: it
  * waits in its service's queue for the first list, or is in flight on one
- * instance's client, and is on the deadline list all along. */
+ * instance's client, and is on the deadline list all along.
+ *
+ * It sits above the table (gateway_table.c), whose services and instances
+ * it uses, and below HTTP: an rpcx request is answered here, an HTTP call
+ * (mrpc__gw_forward) through the gw_done_fn its owner handed in. The table
+ * tells it a service's first list came through gw->svc_listed
+ * (mrpc__gw_fw_listed). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +83,7 @@ static void rpcx_done(mrpc_gateway_t *gw, mrpc_req_t *req, int outcome, const ch
                       const mrpc_frame_t *reply);
 
 /* Ends a forward: exactly once, with the instance's reply or an error. */
-void mrpc__gw_fw_end(gw_fw_t *fw, int outcome, const char *msg,
+static void fw_end(gw_fw_t *fw, int outcome, const char *msg,
                      const mrpc_frame_t *reply) {
   mrpc_req_t *req = fw->req;
   mrpc_gateway_t *gw = fw->gw;
@@ -207,7 +213,7 @@ static int attempt_failed(gw_fw_t *fw, gw_inst_t *inst, int status,
   return 1;
 }
 
-void mrpc__gw_fw_attempt(gw_fw_t *fw) {
+static void fw_attempt(gw_fw_t *fw) {
   char text[400];
   for (;;) {
     gw_call_t v;
@@ -218,16 +224,16 @@ void mrpc__gw_fw_attempt(gw_fw_t *fw) {
     if (!(inst = pick(fw, &v))) {
       snprintf(text, sizeof text, "rpcx: gateway: no instance of service %s",
                fw->svc->name);
-      mrpc__gw_fw_end(fw, GW_ENOINST, text, NULL);
+      fw_end(fw, GW_ENOINST, text, NULL);
       return;
     }
     fw->attempts++;
     if ((rc = inst_call(fw, inst, &v)) == 0) {
-      if (oneway) mrpc__gw_fw_end(fw, GW_REPLY, NULL, NULL);
+      if (oneway) fw_end(fw, GW_REPLY, NULL, NULL);
       return;
     }
     if (!attempt_failed(fw, inst, rc, text, sizeof text)) {
-      mrpc__gw_fw_end(fw, GW_ETRANSPORT, text, NULL);
+      fw_end(fw, GW_ETRANSPORT, text, NULL);
       return;
     }
   }
@@ -243,15 +249,15 @@ static void on_reply(int status, const mrpc_frame_t *reply, void *ud) {
   inst->pending--;
   if (status == 0) {
     inst->down_until = 0;
-    mrpc__gw_fw_end(fw, GW_REPLY, NULL, reply);
+    fw_end(fw, GW_REPLY, NULL, reply);
   } else if (status == MRPC_ECANCELED && fw->expired) {
-    mrpc__gw_fw_end(fw, GW_ETIMEOUT, "rpcx: gateway: timeout", NULL);
+    fw_end(fw, GW_ETIMEOUT, "rpcx: gateway: timeout", NULL);
   } else if (status == MRPC_ECLOSED || gw->closing) {
-    mrpc__gw_fw_end(fw, GW_ECLOSED, "rpcx: gateway: closed", NULL);
+    fw_end(fw, GW_ECLOSED, "rpcx: gateway: closed", NULL);
   } else if (attempt_failed(fw, inst, status, text, sizeof text)) {
-    mrpc__gw_fw_attempt(fw);
+    fw_attempt(fw);
   } else {
-    mrpc__gw_fw_end(fw, GW_ETRANSPORT, text, NULL);
+    fw_end(fw, GW_ETRANSPORT, text, NULL);
   }
   mrpc__gw_inst_check(gw, inst);
 }
@@ -276,13 +282,13 @@ static void on_timer(uv_timer_t *t) {
       snprintf(text, sizeof text,
                "rpcx: gateway: no instance of service %s (the registry has not answered)",
                svc->name);
-      mrpc__gw_fw_end(fw, GW_ENOINST, text, NULL);
+      fw_end(fw, GW_ENOINST, text, NULL);
     } else if (fw->where == FW_INFLIGHT) {
       /* The client ends it now with ECANCELED: on_reply sees `expired`. */
       if (mrpc_client_cancel(fw->inst->client, fw->id) < 0) {
         gw_inst_t *inst = fw->inst;
         inst->pending--;
-        mrpc__gw_fw_end(fw, GW_ETIMEOUT, "rpcx: gateway: timeout", NULL);
+        fw_end(fw, GW_ETIMEOUT, "rpcx: gateway: timeout", NULL);
         mrpc__gw_inst_check(gw, inst);
       }
     }
@@ -298,17 +304,17 @@ static void fw_start(gw_fw_t *fw, const char *service, size_t len) {
   char text[400];
   int outcome;
   if (gw->closing) {
-    mrpc__gw_fw_end(fw, GW_ECLOSED, "rpcx: gateway: closed", NULL);
+    fw_end(fw, GW_ECLOSED, "rpcx: gateway: closed", NULL);
     return;
   }
   if (gw->inflight > gw->opts.max_inflight) {
     snprintf(text, sizeof text, "rpcx: gateway: too many calls in flight (max_inflight %u)",
              gw->opts.max_inflight);
-    mrpc__gw_fw_end(fw, GW_EBUSY, text, NULL);
+    fw_end(fw, GW_EBUSY, text, NULL);
     return;
   }
   if (!(svc = mrpc__gw_svc_get(gw, service, len, &outcome, text, sizeof text))) {
-    mrpc__gw_fw_end(fw, outcome, text, NULL);
+    fw_end(fw, outcome, text, NULL);
     return;
   }
   fw->svc = svc;
@@ -316,14 +322,14 @@ static void fw_start(gw_fw_t *fw, const char *service, size_t len) {
   svc->used = uv_now(gw->loop);
   tl_insert(gw, fw);
   if (svc->listed) {
-    mrpc__gw_fw_attempt(fw);
+    fw_attempt(fw);
     return;
   }
   if (svc->nwaiting >= gw->opts.max_waiting) {
     snprintf(text, sizeof text,
              "rpcx: gateway: too many requests waiting for service %s (max_waiting %u)",
              svc->name, gw->opts.max_waiting);
-    mrpc__gw_fw_end(fw, GW_EBUSY, text, NULL);
+    fw_end(fw, GW_EBUSY, text, NULL);
     return;
   }
   fw->where = FW_WAITING;
@@ -345,6 +351,47 @@ int mrpc__gw_forward(mrpc_gateway_t *gw, const gw_call_t *call, gw_done_fn done,
   fw->deadline = uv_now(gw->loop) + (call->timeout_ms ? call->timeout_ms : gw->opts.timeout_ms);
   fw_start(fw, call->service, call->service_len);
   return 0;
+}
+
+/* The first list of a service came (gateway_table.c's svc_listed): what
+ * waited for it goes out, in order. */
+void mrpc__gw_fw_listed(gw_svc_t *svc) {
+  mrpc_gateway_t *gw = svc->gw;
+  gw_fw_t *fw;
+  while (!gw->closing && (fw = svc->whead)) {
+    svc->whead = fw->wnext;
+    if (!svc->whead) svc->wtail = NULL;
+    svc->nwaiting--;
+    gw->waiting--;
+    fw->where = FW_IDLE;
+    fw_attempt(fw);
+  }
+}
+
+/* ---- closing ---------------------------------------------------------------------- */
+
+void mrpc__gw_fw_close(mrpc_gateway_t *gw) {
+  gw_svc_t *svc;
+  gw_fw_t *fw;
+  uv_timer_stop(&gw->timer);
+  for (svc = gw->svcs; svc; svc = svc->next) {
+    mrpc__gw_svc_stop(svc);
+    while ((fw = svc->whead)) {
+      svc->whead = fw->wnext;
+      svc->nwaiting--;
+      gw->waiting--;
+      fw_end(fw, GW_ECLOSED, "rpcx: gateway: closed", NULL);
+    }
+    svc->wtail = NULL;
+  }
+}
+
+void mrpc__gw_fw_free_spare(mrpc_gateway_t *gw) {
+  gw_fw_t *fw;
+  while ((fw = gw->spare)) {
+    gw->spare = fw->tnext;
+    free(fw);
+  }
 }
 
 /* ---- rpcx requests ------------------------------------------------------------------- */
@@ -418,7 +465,7 @@ void mrpc__gw_on_fallback(mrpc_req_t *req, void *ud) {
   } else if ((fw->method_alloc = mrpc__strndup(f->method, f->method_len))) {
     fw->method = fw->method_alloc;
   } else {
-    mrpc__gw_fw_end(fw, GW_EBUSY, "rpcx: gateway: out of memory", NULL);
+    fw_end(fw, GW_EBUSY, "rpcx: gateway: out of memory", NULL);
     return;
   }
   fw->deadline = t ? mrpc_req_deadline(req) : uv_now(gw->loop) + gw->opts.timeout_ms;

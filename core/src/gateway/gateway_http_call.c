@@ -24,7 +24,11 @@
  * service; 400 a bad request or service name; 405 a method not allowed;
  * 413 a gzip body past max_decompressed; 415 an unknown Content-Encoding;
  * 502 the instance could not be reached; 503 the gateway is busy or
- * closing; 504 the call timed out. */
+ * closing; 504 the call timed out.
+ *
+ * The response bytes (status line, Content-Length, Connection) are built
+ * here too, for gateway_http.c's own refusals as well. A forwarded
+ * request's answer is reported through r->ready_cb. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -115,6 +119,49 @@ static int meta_header(mrpc_buf_t *b, const mrpc_frame_t *reply) {
 }
 
 /* ---- the answers ------------------------------------------------------------- */
+
+const char *mrpc__gw_http_reason(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 413: return "Content Too Large";
+  case 415: return "Unsupported Media Type";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+void mrpc__gw_http_respond(gw_hreq_t *r, int status, const char *ctype,
+                           const char *extra, size_t extra_len,
+                           const char *body, size_t body_len) {
+  char head[512];
+  int n;
+  const char *conn = !r->keep ? "Connection: close\r\n"
+                     : r->minor == 0 ? "Connection: keep-alive\r\n" : "";
+  n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s",
+               status, mrpc__gw_http_reason(status), body_len, conn,
+               ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "");
+  r->resp.len = 0;
+  if (mrpc_buf_reserve(&r->resp, (size_t)n + extra_len + 2 + body_len) < 0) {
+    /* No memory for the answer: the connection ends with this request. */
+    r->keep = 0;
+  } else {
+    mrpc_buf_append(&r->resp, head, (size_t)n);
+    if (extra_len) mrpc_buf_append(&r->resp, extra, extra_len);
+    mrpc_buf_append(&r->resp, "\r\n", 2);
+    if (body_len) mrpc_buf_append(&r->resp, body, body_len);
+  }
+  r->ready = 1;
+}
 
 static int outcome_status(int outcome) {
   switch (outcome) {
@@ -209,7 +256,7 @@ static void on_done(void *owner, int outcome, const char *msg,
     rpcx_answer(r, status, e, elen, reply, reply ? reply->payload : NULL,
                 reply ? reply->payload_len : 0, NULL);
   }
-  mrpc__gw_http_ready(r);
+  r->ready_cb(r);
 }
 
 /* ---- requests ------------------------------------------------------------------- */
