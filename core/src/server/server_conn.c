@@ -1,40 +1,25 @@
 /* server_conn.c: what a host does with a server's connections beyond
- * answering requests (see moonrpc/server.h): hold and release, server push
- * (rpcx's SendMessage), raw writes for foreign protocols, corking; and the
- * fallback and foreign hooks. */
+ * answering requests (see moonrpc/server.h): hold and release, work begun
+ * and ended, the peer's address, server push (rpcx's SendMessage), raw
+ * writes for foreign protocols and the foreign hook, corking. The counts
+ * behind hold and work are lifetime.c's. */
 #include <stdlib.h>
 #include <string.h>
 #include "server/server.h"
 
 mrpc_conn_t *mrpc_req_conn(const mrpc_req_t *r) { return r->conn; }
 
-void mrpc_conn_hold(mrpc_conn_t *c) {
-  c->refs++;
-  c->srv->live++;
-}
-
-void mrpc_conn_release(mrpc_conn_t *c) {
-  mrpc_server_t *s = c->srv;
-  mrpc__conn_unref(c);
-  mrpc__server_unref(s);
-}
+void mrpc_conn_hold(mrpc_conn_t *c) { mrpc__conn_ref(c); }
+void mrpc_conn_release(mrpc_conn_t *c) { mrpc__conn_unref(c); }
 
 int mrpc_conn_work_begin(mrpc_conn_t *c) {
   mrpc_server_t *s = c->srv;
   if (s->shutting || s->closing) return MRPC_ECLOSED;
-  c->refs++;
-  s->live++;
-  s->inflight++;
+  mrpc__call_begin(c);
   return 0;
 }
 
-void mrpc_conn_work_end(mrpc_conn_t *c) {
-  mrpc_server_t *s = c->srv;
-  s->inflight--;
-  mrpc__conn_unref(c);
-  mrpc__server_shutdown_check(s);
-  mrpc__server_unref(s);
-}
+void mrpc_conn_work_end(mrpc_conn_t *c) { mrpc__call_end(c); }
 
 int mrpc_conn_is_open(const mrpc_conn_t *c) {
   return mrpc__conn_writable(c);
@@ -84,11 +69,6 @@ int mrpc_conn_write(mrpc_conn_t *c, const char *data, size_t len) {
 
 void mrpc_conn_close(mrpc_conn_t *c) {
   if (!c->closed) mrpc__stream_close_after_flush(&c->st);
-}
-
-void mrpc_server_set_fallback(mrpc_server_t *s, mrpc_handler_fn fn, void *udata) {
-  s->fallback = fn;
-  s->fallback_udata = udata;
 }
 
 void mrpc_server_set_foreign(mrpc_server_t *s, mrpc_foreign_fn fn, void *udata) {
