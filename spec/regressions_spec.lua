@@ -144,4 +144,19 @@ describe("regressions", function()
     moonrpc.sleep(0.2)
     assert.is_true(require("socket").gettime() - t0 >= 0.19)
   end)
+
+  it("a signal watch whose result is dropped survives garbage collection (serve died of SIGTERM)", function()
+    -- `moonrpc serve` dropped the watch moonrpc.signal returned; a full GC
+    -- then closed the handle and the next SIGTERM killed the process
+    -- instead of shutting it down (seen as ECONNLOST in workers_spec).
+    local got = 0
+    moonrpc.signal("SIGUSR1", function() got = got + 1 end)
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local pid = require("moonrpc.core").getpid()
+    os.execute("kill -USR1 " .. pid)
+    local deadline = moonrpc.now() + 2000
+    while got == 0 and moonrpc.now() < deadline do moonrpc.sleep(0.02) end
+    assert.are.equal(1, got)
+  end)
 end)

@@ -109,6 +109,8 @@ end
 -- "SIGUSR2"). While watched, the signal no longer ends the process. The
 -- watch does not keep the loop running. Returns a watch with :stop(), or
 -- nil, err.
+local signal_watches = {} -- id -> the signal handle, until stopped
+
 function M.signal(name, fn)
   if type(fn) ~= "function" then error("bad argument #2 to 'signal' (function expected)", 2) end
   local id = M.listen(function(sig) M.start(fn, sig) end)
@@ -121,9 +123,14 @@ function M.signal(name, fn)
     M.unlisten(id)
     return nil, require("moonrpc.errors").new(code, msg)
   end
+  -- Held here until stop(): a caller that drops the returned watch must
+  -- not lose the signal to the garbage collector (the handle's __gc would
+  -- stop it, and the signal would then kill the process).
+  signal_watches[id] = h
   return {
     stop = function()
       M.unlisten(id)
+      signal_watches[id] = nil
       h:stop()
     end,
   }
