@@ -108,11 +108,12 @@ describe("moonrpc serve --workers 2", function()
       futs[i] = xcs[i]:go("Slow", { s = 1 })
     end
     moonrpc.sleep(0.3) -- every request has reached its worker
+    local t_kill = moonrpc.now()
     os.execute("kill -TERM " .. h.pid)
     local seen = {}
     for i = 1, 16 do
       local r, err = futs[i]:wait()
-      assert.is_nil(err)
+      assert.is_nil(err, tostring(err) .. " call " .. i .. " at " .. (moonrpc.now() - t_kill) .. " ms; " .. h.output())
       seen[r.pid] = true
       xcs[i]:close()
     end
@@ -124,10 +125,11 @@ describe("moonrpc serve --workers 2", function()
   end)
 
   it("registers the address once, with the service's metadata, and unregisters it", function()
-    -- busted keeps one finally per test: it closes all three.
-    local reg, h, r
+    -- busted keeps one finally per test: it closes all four.
+    local reg, h, r, gw
     finally(function()
       if r then r:close() end
+      if gw then os.execute("kill -TERM " .. gw.pid .. " 2>/dev/null"); os.remove(gw.log) end
       if h then h.stop() end
       reg.stop()
     end)
@@ -140,6 +142,24 @@ describe("moonrpc serve --workers 2", function()
     assert.are.equal(1, #list)
     assert.are.equal(h.addr, list[1].addr)
     assert.are.equal("group=workers&weight=3", list[1].metadata)
+    -- The gateway finds the one instance; with --conns 8 its calls reach
+    -- both workers.
+    gw = { log = os.tmpname() }
+    local p = io.popen("sh -c " .. S.shell_quote("exec lua5.4 " .. S.shell_quote(MOONRPC) ..
+      " gateway --listen tcp@127.0.0.1:0 --conns 8 --registry " .. S.shell_quote(url) .. " > " ..
+      S.shell_quote(gw.log) .. " 2>&1 & echo $!"))
+    gw.pid = tonumber(p:read("l"))
+    p:close()
+    assert.is_true(wait_for(function()
+      gw.addr = (S.read_all(gw.log) or ""):match("gateway listening on (%S+)")
+      return gw.addr ~= nil
+    end, 5), S.read_all(gw.log))
+    local through = {}
+    assert.is_true(wait_for(function()
+      local seen = calls(gw.addr, 4)
+      for pid in pairs(seen) do through[pid] = true end
+      return #keys(through) == 2
+    end, 10))
     -- The lease lives on in the supervisor when a worker dies.
     os.execute("kill -KILL " .. pids_of(h)[1])
     moonrpc.sleep(3) -- past the 2 s TTL

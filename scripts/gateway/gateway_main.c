@@ -3,7 +3,7 @@
  *
  *   moonrpc-gateway --registry URL [--listen tcp@127.0.0.1:9981]
  *                   [--selector RoundRobin] [--timeout S] [--group G]
- *                   [--retries N] [--failfast] [--http-idle S]
+ *                   [--retries N] [--failfast] [--http-idle S] [--conns N]
  *
  * One port takes rpcx frames from any client and HTTP (rpcx's X-RPCX-*
  * headers, or POST /Service/Method with JSON), and forwards each request
@@ -99,6 +99,8 @@ static int usage(FILE *to, int status) {
           "      --retries N       Failover: other instances tried after a transport\n"
           "                        failure (default 2)\n"
           "      --failfast        no retry on another instance\n"
+          "      --conns N         connections to each instance, calls spread over\n"
+          "                        them (an address with several workers; default 1)\n"
           "      --http-idle SECS  an idle HTTP keep-alive connection is closed after\n"
           "                        this long (default 60)\n"
           "  -h, --help            show this help\n\n"
@@ -119,6 +121,7 @@ int main(int argc, char **argv) {
       {"retries", required_argument, NULL, 'R'},
       {"failfast", no_argument, NULL, 'F'},
       {"http-idle", required_argument, NULL, 'I'},
+      {"conns", required_argument, NULL, 'C'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *address = "tcp@127.0.0.1:9981", *url = NULL, *network;
@@ -156,6 +159,15 @@ int main(int argc, char **argv) {
       }
       if (n == 0) go.failfast = 1;
       else go.retries = (unsigned)n;
+      break;
+    case 'C':
+      n = strtol(optarg, &end, 10);
+      if (end == optarg || *end || n < 1 || n > MRPC_GATEWAY_MAX_CONNS) {
+        fprintf(stderr, "moonrpc-gateway: bad --conns '%s' (1 to %d)\n", optarg,
+                MRPC_GATEWAY_MAX_CONNS);
+        return 2;
+      }
+      go.conns = (unsigned)n;
       break;
     case 'h': return usage(stdout, 0);
     default: return usage(stderr, 2);

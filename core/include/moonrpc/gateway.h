@@ -52,6 +52,9 @@ typedef struct mrpc_gateway_s mrpc_gateway_t;
 /* Completion of mrpc_gateway_close; `gw` is NULL (already freed). */
 typedef void (*mrpc_gateway_cb)(mrpc_gateway_t *gw, void *udata);
 
+/* The most connections to one instance (opts.conns). */
+#define MRPC_GATEWAY_MAX_CONNS 64
+
 typedef struct mrpc_gateway_opts_s {
   const char *selector;   /* rpcx's name ("RoundRobin", "RandomSelect",
                              "WeightedRoundRobin", "WeightedICMP",
@@ -69,6 +72,11 @@ typedef struct mrpc_gateway_opts_s {
                              instance; 1: Failfast: no retry. A remote
                              error or a timeout is never retried. */
   unsigned retries;       /* Failover's further attempts; 0: 2 */
+  unsigned conns;         /* connections to each instance, calls spread
+                             over them round robin, so an address served
+                             by several workers (moonrpc serve --workers,
+                             SO_REUSEPORT) uses them all. 0: 1; at most
+                             MRPC_GATEWAY_MAX_CONNS */
   uint64_t connect_timeout_ms; /* for each instance connection; 0: 2000 */
   uint64_t down_ms;       /* an instance that failed to connect is passed
                              over this long when another one can be

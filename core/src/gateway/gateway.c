@@ -50,6 +50,8 @@ int mrpc_gateway_new(uv_loop_t *loop, mrpc_server_t *srv, mrpc_registry_t *reg,
   o.group = gw->group;
   if (!o.timeout_ms) o.timeout_ms = DEF_TIMEOUT_MS;
   if (!o.retries) o.retries = DEF_RETRIES;
+  if (!o.conns) o.conns = 1;
+  if (o.conns > MRPC_GATEWAY_MAX_CONNS) o.conns = MRPC_GATEWAY_MAX_CONNS;
   if (!o.connect_timeout_ms) o.connect_timeout_ms = DEF_CONNECT_MS;
   if (!o.down_ms) o.down_ms = DEF_DOWN_MS;
   if (!o.max_services) o.max_services = DEF_MAX_SERVICES;

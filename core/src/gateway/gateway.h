@@ -109,8 +109,10 @@ struct mrpc_gateway_s {
  * it (mrpc__gw_inst_check, or mrpc__gw_table_free at the end). */
 typedef struct gw_inst_s {
   char *addr;              /* ours, freed with the instance */
-  mrpc_client_t *client;   /* NULL until the first call through it; ours,
+  mrpc_client_t *client[MRPC_GATEWAY_MAX_CONNS]; /* opts.conns of them, each
+                              NULL until the first call through it; ours,
                               closed when the instance goes or on close */
+  unsigned rr;             /* the next of `client` to use */
   int lists;               /* services whose current list holds it */
   int pending;             /* forwards in flight on the client */
   uint64_t down_until;     /* uv_now ms: passed over until then */
@@ -185,6 +187,7 @@ typedef struct gw_fw_s {
   char *method_alloc;      /* ours when the small buffer is too short */
   char *avoid;             /* ours: the instance that failed last (a copy) */
   gw_inst_t *inst;         /* the attempt in flight (a `pending` on it) */
+  mrpc_client_t *cli;      /* the client of inst it is on (not ours) */
   uint64_t id;             /* its client call id */
   uint64_t deadline;       /* uv_now ms */
   unsigned attempts;

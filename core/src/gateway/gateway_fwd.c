@@ -102,17 +102,19 @@ static void on_reply(int status, const mrpc_frame_t *reply, void *ud);
 static int inst_call(gw_fw_t *fw, gw_inst_t *inst, const gw_call_t *v) {
   mrpc_gateway_t *gw = fw->gw;
   mrpc_call_args_t a;
+  mrpc_client_t **cp = &inst->client[inst->rr++ % gw->opts.conns];
   int rc;
-  if (!inst->client) {
+  if (!*cp) {
     mrpc_client_opts_t co;
     memset(&co, 0, sizeof co);
     co.limits = gw->opts.limits;
     co.connect_timeout_ms = gw->opts.connect_timeout_ms;
-    if ((rc = mrpc_client_new(gw->loop, inst->addr, &co, &inst->client)) < 0) {
-      inst->client = NULL;
+    if ((rc = mrpc_client_new(gw->loop, inst->addr, &co, cp)) < 0) {
+      *cp = NULL;
       return rc;
     }
     gw->nclients++;
+    if (inst->corked) mrpc_client_cork(*cp); /* as its siblings are */
   }
   /* No timeout_ms: the client would add a second __ServerTimeout. The
    * caller's own is in the metadata, forwarded as it came, and the
@@ -128,8 +130,9 @@ static int inst_call(gw_fw_t *fw, gw_inst_t *inst, const gw_call_t *v) {
   a.gzip = v->gzip;
   a.oneway = v->oneway;
   if (!gw->closing) mrpc__gw_cork_inst(gw, inst);
-  rc = mrpc_client_call(inst->client, &a, on_reply, fw, &fw->id);
+  rc = mrpc_client_call(*cp, &a, on_reply, fw, &fw->id);
   if (rc < 0) return rc;
+  fw->cli = *cp;
   gw->forwarded++;
   if (!v->oneway) {
     fw->inst = inst;
@@ -285,7 +288,7 @@ static void on_timer(uv_timer_t *t) {
       fw_end(fw, GW_ENOINST, text, NULL);
     } else if (fw->where == FW_INFLIGHT) {
       /* The client ends it now with ECANCELED: on_reply sees `expired`. */
-      if (mrpc_client_cancel(fw->inst->client, fw->id) < 0) {
+      if (mrpc_client_cancel(fw->cli, fw->id) < 0) {
         gw_inst_t *inst = fw->inst;
         inst->pending--;
         fw_end(fw, GW_ETIMEOUT, "rpcx: gateway: timeout", NULL);

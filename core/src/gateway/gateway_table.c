@@ -51,8 +51,18 @@ void mrpc__gw_cork_conn(mrpc_gateway_t *gw, mrpc_conn_t *c) {
   start_check(gw);
 }
 
+/* Corks or uncorks every open client of `inst`. */
+static void inst_cork_clients(gw_inst_t *inst, int cork) {
+  size_t i;
+  for (i = 0; i < MRPC_GATEWAY_MAX_CONNS; i++) {
+    if (!inst->client[i]) continue;
+    if (cork) mrpc_client_cork(inst->client[i]);
+    else mrpc_client_uncork(inst->client[i]);
+  }
+}
+
 void mrpc__gw_cork_inst(mrpc_gateway_t *gw, gw_inst_t *inst) {
-  if (inst->corked || !inst->client) return;
+  if (inst->corked) return;
   if (gw->nicorked == gw->capicorked) {
     size_t n = gw->capicorked ? gw->capicorked * 2 : 16;
     gw_inst_t **a = realloc(gw->icorked, n * sizeof *a);
@@ -61,7 +71,7 @@ void mrpc__gw_cork_inst(mrpc_gateway_t *gw, gw_inst_t *inst) {
     gw->capicorked = n;
   }
   inst->corked = 1;
-  mrpc_client_cork(inst->client);
+  inst_cork_clients(inst, 1);
   gw->icorked[gw->nicorked++] = inst;
   start_check(gw);
 }
@@ -70,7 +80,7 @@ static void inst_uncork(mrpc_gateway_t *gw, gw_inst_t *inst) {
   size_t i;
   if (!inst->corked) return;
   inst->corked = 0;
-  if (inst->client) mrpc_client_uncork(inst->client);
+  inst_cork_clients(inst, 0);
   for (i = 0; i < gw->nicorked; i++)
     if (gw->icorked[i] == inst) gw->icorked[i] = NULL;
 }
@@ -85,7 +95,7 @@ void mrpc__gw_uncork_all(mrpc_gateway_t *gw) {
       if (!inst) continue;
       gw->icorked[i] = NULL;
       inst->corked = 0;
-      if (inst->client) mrpc_client_uncork(inst->client);
+      inst_cork_clients(inst, 0);
     }
     gw->nicorked = 0;
     for (i = 0; i < gw->nccorked; i++) {
@@ -106,13 +116,16 @@ static void on_client_closed(mrpc_client_t *c, void *ud) {
 }
 
 static void inst_client_close(mrpc_gateway_t *gw, gw_inst_t *inst) {
-  mrpc_client_t *c = inst->client;
+  size_t i;
   inst_uncork(gw, inst);
-  if (!c) return;
-  inst->client = NULL;
-  gw->nclients--;
-  gw->live++;
-  mrpc_client_close(c, on_client_closed, gw);
+  for (i = 0; i < MRPC_GATEWAY_MAX_CONNS; i++) {
+    mrpc_client_t *c = inst->client[i];
+    if (!c) continue;
+    inst->client[i] = NULL;
+    gw->nclients--;
+    gw->live++;
+    mrpc_client_close(c, on_client_closed, gw);
+  }
 }
 
 static gw_inst_t *inst_get(mrpc_gateway_t *gw, const char *addr) {
