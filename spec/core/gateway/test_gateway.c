@@ -510,6 +510,30 @@ static void t_registry_down(void) {
  * call names makes room (its watch and its instance connections go);
  * while every one is in use a new one is refused. max_inflight: past it,
  * a call is refused at once. */
+/* opts.conns: each instance gets that many connections, opened as calls
+ * need them and used round robin, so an address served by several
+ * workers (SO_REUSEPORT) sees calls on all of them. */
+static void t_conns(void) {
+  mrpc_gateway_opts_t o;
+  mrpc_client_t *c;
+  gwt_t g2;
+  int i, ok = 0;
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = 3000;
+  o.conns = 3;
+  if (gwt_start(&g2, reg_g, &o) < 0) return;
+  c = cli_new(g2.addr, NULL);
+  for (i = 0; i < 6; i++) ok += who(c) != 0;
+  CHECK_EQ_INT(ok, 6);
+  CHECK_EQ_INT(gwt_stats(&g2).connections, 6); /* 2 instances x 3 */
+  for (i = 0; i < 12; i++) ok += who(c) != 0;
+  CHECK_EQ_INT(ok, 18);
+  CHECK_EQ_INT(gwt_stats(&g2).connections, 6); /* reused, not more */
+  cli_close(c);
+  gwt_stop(&g2);
+  report("conns: calls spread over that many connections to each instance");
+}
+
 static void t_limits(void) {
   mrpc_gateway_opts_t o;
   mrpc_client_t *c;
@@ -654,6 +678,7 @@ static void full_suite(const char *url) {
   t_oneway_heartbeat();
   t_no_instance();
   t_limits();
+  t_conns();
   t_timeout();
   t_leave();
   t_killed();
