@@ -506,10 +506,6 @@ static void t_registry_down(void) {
   report("a registry that never answers: bounded waits, clear errors");
 }
 
-/* max_services: at the limit, the least recently used service that no
- * call names makes room (its watch and its instance connections go);
- * while every one is in use a new one is refused. max_inflight: past it,
- * a call is refused at once. */
 /* opts.conns: each instance gets that many connections, opened as calls
  * need them and used round robin, so an address served by several
  * workers (SO_REUSEPORT) sees calls on all of them. */
@@ -534,6 +530,10 @@ static void t_conns(void) {
   report("conns: calls spread over that many connections to each instance");
 }
 
+/* max_services: at the limit, the least recently used service that no
+ * call names makes room (its watch and its instance connections go);
+ * while every one is in use a new one is refused. max_inflight: past it,
+ * a call is refused at once. */
 static void t_limits(void) {
   mrpc_gateway_opts_t o;
   mrpc_client_t *c;
