@@ -144,4 +144,24 @@ describe("regressions", function()
     moonrpc.sleep(0.2)
     assert.is_true(require("socket").gettime() - t0 >= 0.19)
   end)
+
+  -- `moonrpc serve` (and `moonrpc registry`) dropped the watch that
+  -- moonrpc.signal returned; once a collection took it, SIGTERM killed the
+  -- server instead of shutting it down gracefully (found by faults_spec).
+  it("a signal watch nobody keeps still catches its signal after a collection (serve lost SIGTERM)", function()
+    local script = [[
+      local moonrpc = require "moonrpc"
+      local got = false
+      moonrpc.signal("SIGUSR1", function() got = true end)
+      collectgarbage(); collectgarbage()
+      local pid = io.open("/proc/self/stat"):read("n")
+      os.execute("kill -USR1 " .. pid)
+      moonrpc.sleep(0.2)
+      io.write(got and "caught" or "missed")
+    ]]
+    local p = assert(io.popen("lua5.4 -e '" .. script:gsub("'", "'\\''") .. "' 2>&1"))
+    local out = p:read("a")
+    local _, how, code = p:close()
+    assert.are.same({ "caught", "exit", 0 }, { out, how, code })
+  end)
 end)
