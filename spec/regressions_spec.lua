@@ -164,4 +164,36 @@ describe("regressions", function()
     local _, how, code = p:close()
     assert.are.same({ "caught", "exit", 0 }, { out, how, code })
   end)
+
+  -- Found by faults_spec (SIGTERM under load): a server in a graceful
+  -- shutdown refuses new requests with the error "server is shutting down",
+  -- which the xclient took for the service's own error, so Failover did not
+  -- retry it and the call failed though the method never ran.
+  it("Failover retries elsewhere a call that a shutting-down server refused (graceful shutdown lost calls)", function()
+    local function srv(i)
+      local s = moonrpc.server()
+      s:register("S", { Who = function() return i end,
+                        Slow = function() moonrpc.sleep(0.3); return i end })
+      return s, assert(s:serve("tcp", "127.0.0.1:0"))
+    end
+    local s1, a1 = srv(1)
+    local s2, a2 = srv(2)
+    -- The selector always chooses s1; the xclient takes another server only
+    -- when s1 has failed.
+    local xc = moonrpc.xclient("S", moonrpc.Failover, function() return a1 end,
+                               moonrpc.multiple_servers{ a1, a2 }, { timeout = 2 })
+    assert.are.equal(1, (xc:call("Who", {})))
+    local slow = xc:go("Slow", {}) -- keeps s1 in its shutdown, connections open
+    moonrpc.sleep(0.05)
+    local stopped = false
+    moonrpc.spawn(function() s1:shutdown(2); stopped = true end)
+    local r, err = xc:call("Who", {})
+    assert.are.equal(2, r, tostring(err))
+    assert.are.equal(1, (slow:wait(2)))
+    local deadline = moonrpc.now() + 2000
+    while not stopped and moonrpc.now() < deadline do moonrpc.sleep(0.02) end
+    assert.is_true(stopped)
+    xc:close()
+    s2:close()
+  end)
 end)
