@@ -96,5 +96,21 @@ for kind in c lua; do
   check_json "$out" 4 server
   $bench --addr "$addr" -c 100 --conns 4 --workers auto -n 5000 --size 2000 --json >"$out" 2>/dev/null
   check_json "$out" 1
+  if [ $kind = lua ]; then
+    # The soak's figures: the server's RSS and its Lua memory (Echo.Memory),
+    # sampled every second, in the JSON and the table.
+    $bench --addr "$addr" -c 10 --duration 1.5 --warmup 100 --server-pid "$pid" --lua-memory \
+      --json >"$out" 2>/dev/null
+    check_json "$out" 1 server
+    lua5.4 -e '
+      local o = require "dkjson".decode(io.read("a"))
+      local r, l = assert(o.server_rss_kib, "no server_rss_kib"), assert(o.lua_memory_kib, "no lua_memory_kib")
+      for _, k in ipairs { "first", "max", "last", "growth", "samples" } do assert(type(r[k]) == "number", k) end
+      for _, k in ipairs { "before", "first", "max", "after", "growth" } do assert(type(l[k]) == "number", k) end
+      assert(r.first > 0 and r.samples >= 2 and l.after > 0, "no samples")' <"$out"
+    $bench --addr "$addr" -c 10 -n 2000 --server-pid "$pid" --lua-memory 2>/dev/null >"$out"
+    grep -q "server rss KiB: first after warm-up" "$out" && grep -q "lua memory KiB: before" "$out" \
+      || { cat "$out" >&2; exit 1; }
+  fi
   echo "bench against the $kind echo handler: ok"
 done

@@ -145,18 +145,55 @@ describe("regressions", function()
     assert.is_true(require("socket").gettime() - t0 >= 0.19)
   end)
 
-  it("a signal watch whose result is dropped survives garbage collection (serve died of SIGTERM)", function()
-    -- `moonrpc serve` dropped the watch moonrpc.signal returned; a full GC
-    -- then closed the handle and the next SIGTERM killed the process
-    -- instead of shutting it down (seen as ECONNLOST in workers_spec).
-    local got = 0
-    moonrpc.signal("SIGUSR1", function() got = got + 1 end)
-    collectgarbage("collect")
-    collectgarbage("collect")
-    local pid = require("moonrpc.core").getpid()
-    os.execute("kill -USR1 " .. pid)
+  -- `moonrpc serve` (and `moonrpc registry`) dropped the watch that
+  -- moonrpc.signal returned; once a collection took it, SIGTERM killed the
+  -- server instead of shutting it down gracefully (found by faults_spec).
+  it("a signal watch nobody keeps still catches its signal after a collection (serve lost SIGTERM)", function()
+    local script = [[
+      local moonrpc = require "moonrpc"
+      local got = false
+      moonrpc.signal("SIGUSR1", function() got = true end)
+      collectgarbage(); collectgarbage()
+      local pid = io.open("/proc/self/stat"):read("n")
+      os.execute("kill -USR1 " .. pid)
+      moonrpc.sleep(0.2)
+      io.write(got and "caught" or "missed")
+    ]]
+    local p = assert(io.popen("lua5.4 -e '" .. script:gsub("'", "'\\''") .. "' 2>&1"))
+    local out = p:read("a")
+    local _, how, code = p:close()
+    assert.are.same({ "caught", "exit", 0 }, { out, how, code })
+  end)
+
+  -- Found by faults_spec (SIGTERM under load): a server in a graceful
+  -- shutdown refuses new requests with the error "server is shutting down",
+  -- which the xclient took for the service's own error, so Failover did not
+  -- retry it and the call failed though the method never ran.
+  it("Failover retries elsewhere a call that a shutting-down server refused (graceful shutdown lost calls)", function()
+    local function srv(i)
+      local s = moonrpc.server()
+      s:register("S", { Who = function() return i end,
+                        Slow = function() moonrpc.sleep(0.3); return i end })
+      return s, assert(s:serve("tcp", "127.0.0.1:0"))
+    end
+    local s1, a1 = srv(1)
+    local s2, a2 = srv(2)
+    -- The selector always chooses s1; the xclient takes another server only
+    -- when s1 has failed.
+    local xc = moonrpc.xclient("S", moonrpc.Failover, function() return a1 end,
+                               moonrpc.multiple_servers{ a1, a2 }, { timeout = 2 })
+    assert.are.equal(1, (xc:call("Who", {})))
+    local slow = xc:go("Slow", {}) -- keeps s1 in its shutdown, connections open
+    moonrpc.sleep(0.05)
+    local stopped = false
+    moonrpc.spawn(function() s1:shutdown(2); stopped = true end)
+    local r, err = xc:call("Who", {})
+    assert.are.equal(2, r, tostring(err))
+    assert.are.equal(1, (slow:wait(2)))
     local deadline = moonrpc.now() + 2000
-    while got == 0 and moonrpc.now() < deadline do moonrpc.sleep(0.02) end
-    assert.are.equal(1, got)
+    while not stopped and moonrpc.now() < deadline do moonrpc.sleep(0.02) end
+    assert.is_true(stopped)
+    xc:close()
+    s2:close()
   end)
 end)

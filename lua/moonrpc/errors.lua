@@ -28,10 +28,17 @@ end
 -- Failures of the connection or the attempt (not of the service itself):
 -- the fail modes may retry these on the same or another server.
 local transport = {
+  ESHUTDOWN = true,
   ECONNLOST = true, ECONNREFUSED = true, ECONNRESET = true, ECONNABORTED = true,
   EHEARTBEAT = true, ENETUNREACH = true, EHOSTUNREACH = true, EPIPE = true,
   ENOSERVER = true, ECLOSED = false, EADDRNOTAVAIL = true, EAI_NONAME = true,
 }
+
+--- The error text with which a moonrpc server in a graceful shutdown
+-- refuses a request, before any handler sees it (core/src/server/
+-- dispatch.c). The xclient turns such a reply into ESHUTDOWN, which the
+-- fail modes may retry elsewhere: the method has not run.
+M.SHUTTING_DOWN = "server is shutting down"
 
 function M.retryable(code)
   return transport[code] == true

@@ -104,13 +104,16 @@ function M.cancel(id)
   end
 end
 
+-- The signal watches in force, each held until its stop(): the C watch
+-- stops when collected, and callers such as `moonrpc serve` keep no
+-- reference to what moonrpc.signal returned.
+local watches = {}
+
 --- Calls `fn(name)` in a new coroutine (so it may wait) each time signal
 -- `name` arrives ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
 -- "SIGUSR2"). While watched, the signal no longer ends the process. The
--- watch does not keep the loop running. Returns a watch with :stop(), or
--- nil, err.
-local signal_watches = {} -- id -> the signal handle, until stopped
-
+-- watch does not keep the loop running, and lasts until its :stop(), whether
+-- or not the caller keeps it. Returns the watch, or nil, err.
 function M.signal(name, fn)
   if type(fn) ~= "function" then error("bad argument #2 to 'signal' (function expected)", 2) end
   local id = M.listen(function(sig) M.start(fn, sig) end)
@@ -123,17 +126,16 @@ function M.signal(name, fn)
     M.unlisten(id)
     return nil, require("moonrpc.errors").new(code, msg)
   end
-  -- Held here until stop(): a caller that drops the returned watch must
-  -- not lose the signal to the garbage collector (the handle's __gc would
-  -- stop it, and the signal would then kill the process).
-  signal_watches[id] = h
-  return {
+  local w
+  w = {
     stop = function()
+      watches[w] = nil
       M.unlisten(id)
-      signal_watches[id] = nil
       h:stop()
     end,
   }
+  watches[w] = true
+  return w
 end
 
 defer = function(co)

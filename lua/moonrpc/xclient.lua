@@ -260,6 +260,9 @@ local function drive(self, call, method, args, o)
 
   local function answer(addr, code, msg, value, meta)
     inflight = inflight - 1
+    -- A server shutting down refused the request unrun: a failure of this
+    -- server, not of the call, so Failover goes on elsewhere.
+    if code == "EREMOTE" and msg == errors.SHUTTING_DOWN then code = "ESHUTDOWN" end
     if code == nil or code == "EREMOTE" then
       self.health:success(addr)
       if code == nil then return call:finish(value, nil, meta) end

@@ -43,6 +43,7 @@ typedef struct opts_s {
   const char *service, *method, *ser_name;
   int serialize; /* 0, 1 or 3: the type code, shifted into byte 3 */
   int json;
+  int lua_memory; /* --lua-memory: sample SERVICE.Memory once a second */
 } opts_t;
 
 /* Latency histogram with log-spaced buckets, like HDR: values below 128 ns
@@ -61,6 +62,20 @@ typedef struct cpu_sample_s {
   uint64_t server_user, server_sys, client_user, client_sys;
   int server_ok; /* 0 when there is no --server-pid or one was unreadable */
 } cpu_sample_t;
+
+/* A figure sampled once a second (KiB): the first sample after warm-up,
+ * the largest and the last. n counts the samples. */
+typedef struct track_s {
+  uint64_t n;
+  double first, max, last;
+} track_t;
+
+/* The --lua-memory probe: one blocking connection of the main thread's. */
+typedef struct probe_s {
+  int fd, connected, inited, failed;
+  uint64_t seq;
+  mrpc_decoder_t dec; /* owned once inited; freed by probe_close */
+} probe_t;
 
 struct worker_s;
 struct run_s;
@@ -146,6 +161,10 @@ typedef struct run_s {
   atomic_int cpu_started, measuring_left; /* who takes the CPU samples */
   cpu_sample_t cpu0, cpu1; /* written once each, by the thread that wins */
   uint64_t t_go;           /* hrtime of "go", for the progress line */
+  /* The main thread's memory samples (bench_mem.c): after warm-up, once a
+   * second and at the end; lua_before is taken before the connections. */
+  track_t rss, lua;
+  double lua_before;       /* -1 when unknown */
 } run_t;
 
 /* The merged outcome of one run, for the report. */
@@ -155,6 +174,8 @@ typedef struct result_s {
   double lat_ms[5]; /* p50, p90, p99, p99.9, max */
   double server_user_us, server_sys_us, client_user_us, client_sys_us; /* per call */
   int server_cpu; /* whether the server figures are known */
+  track_t rss, lua; /* the server's VmRSS and Lua memory, KiB (n 0: unknown) */
+  double lua_before;
   char first_error[512];
 } result_t;
 
@@ -173,6 +194,13 @@ void hist_merge(hist_t *into, const hist_t *from);
 double hist_quantile(const hist_t *h, double q);
 void usage(FILE *to);
 int parse_opts(opts_t *o, int argc, char **argv);
+
+/* bench_mem.c */
+void track_add(track_t *t, double v);
+int rss_read_pid(int pid, uint64_t *kib);
+double rss_sample(const opts_t *o); /* KiB over the --server-pid list; -1 unknown */
+double probe_lua_memory(probe_t *p, const opts_t *o, const struct sockaddr_storage *addr);
+void probe_close(probe_t *p);
 
 /* bench_report.c */
 int cpu_read_pid(int pid, uint64_t *user_us, uint64_t *sys_us);

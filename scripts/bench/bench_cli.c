@@ -70,7 +70,12 @@ void usage(FILE *to) {
     "  --warmup N           requests not measured at the start, over all workers\n"
     "                       (default: 1000 or 1% of -n, whichever is smaller)\n"
     "  --timeout SECS       per request; a later reply counts as an error (default 5)\n"
-    "  --server-pid PID[,PID..]  report the server's CPU per call (from /proc)\n"
+    "  --server-pid PID[,PID..]  report the server's CPU per call (from /proc), and\n"
+    "                       its resident set (VmRSS) every second, after warm-up\n"
+    "                       the first, largest and last sample and the growth\n"
+    "  --lua-memory         also call SERVICE.Memory (moonrpc echo --lua has it: the\n"
+    "                       Lua state's KiB after a full collection) before the run,\n"
+    "                       every second and after it, on a connection of its own\n"
     "  --json               print one JSON object per run on stdout, and the\n"
     "                       table and progress on stderr\n"
     "  -h, --help           show this help\n\n"
@@ -80,7 +85,8 @@ void usage(FILE *to) {
     "  moonrpc bench -c 100 --conns 100 --workers auto -d 5 --size 64,1KiB,64KiB,1MiB\n"
     "  moonrpc bench --addr unix@/tmp/echo.sock -c 10 -d 10 --size 1024\n"
     "  moonrpc bench --addr 10.0.0.5:8972 --conns 4 -c 400 --serialize json --json\n"
-    "  moonrpc bench -c 100 -d 5 --server-pid $(pgrep -d, moonrpc-echo)\n",
+    "  moonrpc bench -c 100 -d 5 --server-pid $(pgrep -d, moonrpc-echo)\n"
+    "  moonrpc bench -c 100 -n 5000000 --server-pid PID --lua-memory   (a soak)\n",
     to);
 }
 
@@ -180,7 +186,7 @@ static int bad(const char *what, const char *val) {
 /* Fills *o from argv. Returns 0, 1 after --help, or -1 on a usage error. */
 int parse_opts(opts_t *o, int argc, char **argv) {
   enum { O_ADDR = 256, O_CONNS, O_WORKERS, O_SIZE, O_SERVICE, O_METHOD, O_SERIALIZE, O_WARMUP,
-         O_TIMEOUT, O_PID, O_JSON };
+         O_TIMEOUT, O_PID, O_JSON, O_LUAMEM };
   static const struct option longs[] = {
     {"addr", required_argument, NULL, O_ADDR},
     {"concurrency", required_argument, NULL, 'c'},
@@ -196,6 +202,7 @@ int parse_opts(opts_t *o, int argc, char **argv) {
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"server-pid", required_argument, NULL, O_PID},
     {"json", no_argument, NULL, O_JSON},
+    {"lua-memory", no_argument, NULL, O_LUAMEM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
   };
@@ -231,6 +238,7 @@ int parse_opts(opts_t *o, int argc, char **argv) {
       break;
     case O_TIMEOUT: if (parse_secs(optarg, &o->timeout)) return bad("--timeout", optarg); break;
     case O_JSON: o->json = 1; break;
+    case O_LUAMEM: o->lua_memory = 1; break;
     case 'h': usage(stdout); return 1;
     default: return -1;
     }
@@ -257,8 +265,8 @@ int parse_opts(opts_t *o, int argc, char **argv) {
   o->workers = (int)nw;
   for (int i = 0; i < o->npids; i++) {
     uint64_t u, s;
-    if (cpu_read_pid(o->pids[i], &u, &s) != 0) {
-      fprintf(stderr, PROG ": --server-pid %d: cannot read /proc/%d/stat: %s\n", o->pids[i],
+    if (cpu_read_pid(o->pids[i], &u, &s) != 0 || rss_read_pid(o->pids[i], &u) != 0) {
+      fprintf(stderr, PROG ": --server-pid %d: cannot read /proc/%d: %s\n", o->pids[i],
               o->pids[i], strerror(errno));
       return -1;
     }

@@ -101,6 +101,17 @@ void report_row(FILE *to, const opts_t *o, const result_t *r) {
   if (r->warmup_errors)
     fprintf(to, "%8s (and %" PRIu64 " errors in warmup)\n", "", r->warmup_errors);
   if (r->first_error[0]) fprintf(to, "%8s first error: %s\n", "", r->first_error);
+  if (r->rss.n)
+    fprintf(to, "%8s server rss KiB: first after warm-up %.0f, max %.0f, last %.0f, growth %+.0f"
+            " (%" PRIu64 " samples)\n", "", r->rss.first, r->rss.max, r->rss.last,
+            r->rss.last - r->rss.first, r->rss.n);
+  if (r->lua.n) {
+    char before[32] = "-";
+    if (r->lua_before >= 0) snprintf(before, sizeof before, "%.1f", r->lua_before);
+    fprintf(to, "%8s lua memory KiB: before %s, first after warm-up %.1f, max %.1f, after %.1f,"
+            " growth %+.1f (%" PRIu64 " samples)\n", "", before, r->lua.first, r->lua.max,
+            r->lua.last, r->lua.last - r->lua.first, r->lua.n);
+  }
 }
 
 /* ---- JSON ---- */
@@ -139,6 +150,21 @@ void report_json(FILE *to, const opts_t *o, const result_t *r) {
     fprintf(to, ",\"server_user_us_per_call\":null,\"server_sys_us_per_call\":null");
   fprintf(to, ",\"client_user_us_per_call\":%.4f,\"client_sys_us_per_call\":%.4f",
           r->client_user_us, r->client_sys_us);
+  if (r->rss.n)
+    fprintf(to, ",\"server_rss_kib\":{\"first\":%.0f,\"max\":%.0f,\"last\":%.0f,\"growth\":%.0f,"
+            "\"samples\":%" PRIu64 "}", r->rss.first, r->rss.max, r->rss.last,
+            r->rss.last - r->rss.first, r->rss.n);
+  else
+    fprintf(to, ",\"server_rss_kib\":null");
+  if (r->lua.n) {
+    fprintf(to, ",\"lua_memory_kib\":{\"before\":");
+    if (r->lua_before >= 0) fprintf(to, "%.1f", r->lua_before);
+    else fprintf(to, "null");
+    fprintf(to, ",\"first\":%.1f,\"max\":%.1f,\"after\":%.1f,\"growth\":%.1f,\"samples\":%" PRIu64 "}",
+            r->lua.first, r->lua.max, r->lua.last, r->lua.last - r->lua.first, r->lua.n);
+  } else {
+    fprintf(to, ",\"lua_memory_kib\":null");
+  }
   if (r->first_error[0]) {
     fprintf(to, ",\"first_error\":");
     json_str(to, r->first_error);

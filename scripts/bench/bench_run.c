@@ -24,6 +24,7 @@ typedef struct main_s {
   uv_timer_t progress;
   struct sockaddr_storage addr;
   run_t *run; /* the run in progress, or NULL between runs */
+  probe_t probe; /* --lua-memory's connection, kept over the runs */
   int tty, interrupted, line_shown;
   uint64_t last_at, last_completed;
 } main_t;
@@ -72,11 +73,18 @@ static void on_progress(uv_timer_t *t) {
     if (!atomic_load_explicit(&p->measuring, memory_order_relaxed)) warming = 1;
   }
   double dt = (double)(now - m->last_at) / 1e9;
-  char size[48] = "", sz[32];
+  char size[48] = "", sz[32], mem[96] = "";
   if (m->o->nsizes > 1) snprintf(size, sizeof size, "  size %s", report_size(run->size, sz, sizeof sz));
-  fprintf(stderr, "%s[%6.1f s]%s  completed %" PRIu64 "  errors %" PRIu64 "  %.0f req/s%s%s",
+  /* The memory samples: shown every second, kept once warm-up is over. */
+  double rss = m->o->npids > 0 ? rss_sample(m->o) : -1;
+  double lua = m->o->lua_memory ? probe_lua_memory(&m->probe, m->o, &m->addr) : -1;
+  if (rss >= 0 && !warming) track_add(&run->rss, rss);
+  if (lua >= 0 && !warming) track_add(&run->lua, lua);
+  if (rss >= 0) snprintf(mem, sizeof mem, "  rss %.0f KiB", rss);
+  if (lua >= 0) snprintf(mem + strlen(mem), sizeof mem - strlen(mem), "  lua %.1f KiB", lua);
+  fprintf(stderr, "%s[%6.1f s]%s  completed %" PRIu64 "  errors %" PRIu64 "  %.0f req/s%s%s%s",
           m->tty ? "\r" : "", (double)(now - run->t_go) / 1e9, size, counted, errors,
-          dt > 0 ? (double)(completed - m->last_completed) / dt : 0.0,
+          dt > 0 ? (double)(completed - m->last_completed) / dt : 0.0, mem,
           warming ? "  (warmup)" : "", m->tty ? "\033[K" : "\n");
   m->line_shown = m->tty;
   m->last_at = now;
@@ -173,6 +181,9 @@ static void merge(const run_t *run, hist_t *h, result_t *r) {
   for (int i = 0; i < 4; i++) r->lat_ms[i] = hist_quantile(h, q[i]) / 1e6;
   r->lat_ms[4] = (double)h->max / 1e6;
   if (atomic_load(&run->cpu_started)) result_cpu(r, &run->cpu0, &run->cpu1);
+  r->rss = run->rss;
+  r->lua = run->lua;
+  r->lua_before = run->lua_before;
 }
 
 /* One run with payload `size` on fresh connections. Returns 0 with *r
@@ -200,6 +211,7 @@ static int do_run(main_t *m, uint64_t size, result_t *r) {
   run->limits.max_frame = (uint32_t)(run->req.len + 65536);
   for (int i = 0; rc == 0 && i < nw; i++)
     if (worker_init(&run->workers[i], run, i) != 0) rc = EXIT_ERRORS;
+  run->lua_before = o->lua_memory ? probe_lua_memory(&m->probe, o, &m->addr) : -1;
   if (rc != 0) {
     bench_warn("out of memory");
   } else {
@@ -220,6 +232,10 @@ static int do_run(main_t *m, uint64_t size, result_t *r) {
       uv_thread_join(&run->workers[i].thread);
       if (run->workers[i].exit_code == EXIT_CONNECT) rc = EXIT_CONNECT;
     }
+    /* The last samples, once every reply is in. */
+    double rss = o->npids > 0 ? rss_sample(o) : -1, lua;
+    if (rss >= 0) track_add(&run->rss, rss);
+    if (o->lua_memory && (lua = probe_lua_memory(&m->probe, o, &m->addr)) >= 0) track_add(&run->lua, lua);
     if (rc == 0) merge(run, h, r);
   }
   for (int i = 0; run->workers && i < nw; i++) worker_free(&run->workers[i]);
@@ -293,6 +309,7 @@ int main(int argc, char **argv) {
   for (int i = 0; rc == 0 && i < nres; i++)
     if (res[i].errors || res[i].warmup_errors) rc = EXIT_ERRORS;
 
+  probe_close(&m->probe);
   uv_close((uv_handle_t *)&m->wake, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->progress, NULL);

@@ -12,6 +12,8 @@
 --   Slow {s}        sleeps s seconds -> {i = INDEX}
 --   Lag {slow, s}   sleeps s seconds when slow == INDEX -> {i = INDEX}
 --   Maybe {bad}     raises when bad == INDEX or bad == "all" -> {i = INDEX}
+-- SIGTERM shuts it down gracefully (calls in flight are answered, then the
+-- connections close) and it exits 0.
 local moonrpc = require "moonrpc"
 
 local index = tonumber(arg[1])
@@ -43,4 +45,8 @@ if not addr then
 end
 io.stdout:write("listening on ", addr, "\n")
 io.stdout:flush()
+moonrpc.signal("SIGTERM", function()
+  s:shutdown(5)
+  os.exit(0)
+end)
 moonrpc.run()

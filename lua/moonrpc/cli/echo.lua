@@ -8,13 +8,16 @@ handler (the moonrpc-echo program, default) or with a Lua handler (--lua),
 on ADDR (default tcp@127.0.0.1:8972). --workers N serves the one address
 from N loops (auto: one per CPU) with SO_REUSEPORT: N threads of the C
 program, or N worker processes of the Lua one under a supervisor (as
-moonrpc serve --workers).
+moonrpc serve --workers). The Lua one also serves Echo.Memory, the Lua
+state's memory in KiB after a full collection (moonrpc bench --lua-memory
+samples it; with --workers, that of the worker the connection reached).
 
 examples:
   moonrpc echo --listen tcp@127.0.0.1:8972 &
   moonrpc bench --addr tcp@127.0.0.1:8972 -c 100 -d 5
   moonrpc echo --lua --listen tcp@127.0.0.1:8973
   moonrpc echo --workers 2 --listen tcp@127.0.0.1:8972
+  moonrpc call tcp@127.0.0.1:8973 Echo.Memory
 ]]
 
 return function(args, util)
@@ -36,10 +39,19 @@ return function(args, util)
   local s = moonrpc.server{ reuseport = opts.reuseport or nil }
   -- Go's []byte echo: msgpack bin and raw bytes come back unchanged; a JSON
   -- value is sent back as it came.
-  s:register("Echo", { Echo = function(ctx, args)
-    if ctx.serialize == "json" or type(args) ~= "string" then return args end
-    return moonrpc.bin(args)
-  end })
+  s:register("Echo", {
+    Echo = function(ctx, args)
+      if ctx.serialize == "json" or type(args) ~= "string" then return args end
+      return moonrpc.bin(args)
+    end,
+    -- For a soak (moonrpc bench --lua-memory): the memory this Lua state
+    -- holds, in KiB, after a full collection, so garbage not yet collected
+    -- does not hide (or fake) growth.
+    Memory = function()
+      collectgarbage("collect")
+      return collectgarbage("count")
+    end,
+  })
   local addr, e = s:serve(listen)
   if not addr then die(3, tostring(e)) end
   io.write("listening on ", addr, " (Lua handler)\n")
