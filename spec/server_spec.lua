@@ -434,6 +434,25 @@ describe("moonrpc.server", function()
     xc:close(); s:close()
   end)
 
+  it("closes a silent connection after idle_timeout, keeps one that sends heartbeats", function()
+    local s = serve{ idle_timeout = 0.3 }
+    s:register("Arith", arith())
+    local addr = listen(s)
+    local quiet = client(addr)
+    local beating = client(addr, "Arith", { heartbeat = 0.1 })
+    assert.are.equal(56, (quiet:call("Mul", { A = 7, B = 8 })).C)
+    assert.are.equal(56, (beating:call("Mul", { A = 7, B = 8 })).C)
+    assert.are.equal(2, s:stats().conns)
+    eventually(function() return s:stats().conns == 1 end, 2)
+    moonrpc.sleep(0.5) -- the heartbeats keep the other one
+    assert.are.equal(1, s:stats().conns)
+    assert.are.equal(56, (beating:call("Mul", { A = 7, B = 8 })).C)
+    -- the closed one reconnects on its next call
+    assert.are.equal(56, (quiet:call("Mul", { A = 7, B = 8 })).C)
+    assert.has_error(function() moonrpc.server{ idle_timeout = -1 } end)
+    quiet:close(); beating:close(); s:close()
+  end)
+
   it("raises on register misuse", function()
     local s = serve()
     assert.has_error(function() s:register(nil, arith()) end)

@@ -112,6 +112,9 @@ Server.__name = "moonrpc.server"
 
 --- Creates a server. `opts`: the named limits (max_frame, max_meta_pairs,
 -- max_meta_bytes, max_decompressed, max_depth, max_conns, max_write_queue),
+-- `idle_timeout` (seconds; off by default, as in rpcx: a connection that
+-- sends nothing, heartbeats included, for that long and has no call in
+-- flight is closed),
 -- and for self-registration `registry` (a moonrpc.registry or its URL),
 -- `ttl` (seconds, default 10) and `advertise` (the address to register,
 -- default the address served).

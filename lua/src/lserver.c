@@ -90,7 +90,8 @@ static void log_sink(void *udata, int level, const char *msg) {
   fprintf(stderr, "moonrpc: %s\n", msg);
 }
 
-/* server_new([opts]) -> server. opts: the named limits, reuseport. */
+/* server_new([opts]) -> server. opts: the named limits, reuseport,
+ * idle_timeout (seconds; absent or 0: off; negative raises). */
 static int lmrpc_server_new(lua_State *L) {
   lmrpc_ctx_t *ctx = lmrpc_ctx(L);
   mrpc_server_opts_t o;
@@ -101,6 +102,13 @@ static int lmrpc_server_new(lua_State *L) {
   if (lua_istable(L, 1)) {
     lua_getfield(L, 1, "reuseport");
     o.reuseport = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "idle_timeout") != LUA_TNIL) {
+      lua_Number t = luaL_checknumber(L, -1);
+      if (t < 0) return luaL_error(L, "moonrpc: option idle_timeout must not be negative");
+      o.idle_timeout_ms = (uint64_t)(t * 1000 + 0.5);
+      if (t > 0 && o.idle_timeout_ms == 0) o.idle_timeout_ms = 1;
+    }
     lua_pop(L, 1);
   }
   o.log = log_sink;

@@ -69,7 +69,15 @@ int mrpc_client_connect(mrpc_client_t *c);
 
 /* Sends a call. On success returns 0, stores the call's id in *id (may be
  * NULL) and `cb` will be called exactly once, never from inside this
- * function. On failure returns a negative code and `cb` is never called. */
+ * function. On failure returns a negative code and `cb` is never called.
+ *
+ * Backpressure: when the bytes queued on the connection and not yet taken
+ * by the server reach limits.max_write_queue (a server that does not read),
+ * the call fails at once with MRPC_ESLOWPEER and the connection stays up;
+ * calls succeed again once the server has read the queue. The host makes
+ * the calls, so refusing them is the one way to stop it that neither grows
+ * memory nor blocks; it can retry later, or elsewhere (an xclient treats it
+ * as any failed call). Calls already sent are not affected. */
 int mrpc_client_call(mrpc_client_t *c, const mrpc_call_args_t *args,
                      mrpc_call_cb cb, void *udata, uint64_t *id);
 

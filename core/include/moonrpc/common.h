@@ -92,7 +92,10 @@ typedef struct mrpc_limits_s {
   uint32_t max_decompressed; /* a gzip payload once inflated */
   uint32_t max_depth;        /* nesting of arrays/maps in a payload */
   uint32_t max_conns;        /* connections a server accepts at once */
-  uint32_t max_write_queue;  /* bytes queued for a slow reader before close */
+  uint32_t max_write_queue;  /* bytes queued for a peer that does not read:
+                              * a server stops reading the connection, a
+                              * client refuses new calls (MRPC_ESLOWPEER);
+                              * see server.h and client.h */
 } mrpc_limits_t;
 
 #define MRPC_DEFAULT_MAX_FRAME        (16u * 1024 * 1024)
@@ -101,7 +104,7 @@ typedef struct mrpc_limits_s {
 #define MRPC_DEFAULT_MAX_DECOMPRESSED (16u * 1024 * 1024)
 #define MRPC_DEFAULT_MAX_DEPTH        64u
 #define MRPC_DEFAULT_MAX_CONNS        10000u
-#define MRPC_DEFAULT_MAX_WRITE_QUEUE  (64u * 1024 * 1024)
+#define MRPC_DEFAULT_MAX_WRITE_QUEUE  (4u * 1024 * 1024)
 
 /* Fills every zero field of `l` with its default. */
 void mrpc_limits_default(mrpc_limits_t *l);

@@ -62,6 +62,16 @@ typedef struct mrpc_server_opts_s {
                            * spreads new connections over them. With port 0
                            * each would get its own port: listen one first,
                            * then the others on the port it got. */
+  uint64_t idle_timeout_ms; /* 0 (the default, as rpcx): off. Else a
+                           * connection that has sent nothing for this
+                           * long is closed: any bytes received count
+                           * (requests, heartbeats), and so does a call in
+                           * flight on it (it is idle from its answer on)
+                           * and, while backpressure has paused reading,
+                           * the peer taking our output. Checked every
+                           * quarter of the timeout, so a connection goes
+                           * between 1 and 1.25 timeouts after its last
+                           * traffic. */
 } mrpc_server_opts_t;
 
 /* The reflection service every server answers unless opts.no_reflection:
@@ -139,6 +149,28 @@ void mrpc_server_close(mrpc_server_t *s, mrpc_server_cb cb, void *udata);
 /* Number of open connections / requests being handled. */
 size_t mrpc_server_conn_count(const mrpc_server_t *s);
 size_t mrpc_server_inflight(const mrpc_server_t *s);
+
+/* Backpressure. When the output queued for one connection (answers the
+ * peer has not read yet) reaches limits.max_write_queue, the server stops
+ * reading that connection's requests; it reads again once the queue has
+ * drained to half the limit. A peer that sends requests and never reads
+ * therefore costs at most about max_write_queue of memory, and its
+ * connection stays open. If the queue still grows past max_write_queue +
+ * max_frame (answers to calls already running, pushes), the connection is
+ * closed with MRPC_ESLOWPEER (logged). */
+
+/* A snapshot of the server's counters (the sums walk every connection). */
+typedef struct mrpc_server_stats_s {
+  size_t conns;         /* connections not yet freed */
+  size_t inflight;      /* as mrpc_server_inflight */
+  size_t queued;        /* output bytes queued over all connections */
+  size_t queued_peak;   /* the most one connection has ever had queued */
+  size_t paused;        /* connections whose reading backpressure paused */
+  uint64_t refused;     /* connections refused by max_conns */
+  uint64_t idle_closed; /* connections closed by idle_timeout_ms */
+} mrpc_server_stats_t;
+
+void mrpc_server_stats(const mrpc_server_t *s, mrpc_server_stats_t *out);
 
 /* ---- requests ---------------------------------------------------------- */
 

@@ -412,6 +412,9 @@ int mrpc_client_call(mrpc_client_t *c, const mrpc_call_args_t *a,
   /* Open the link before tracking, so a failure to connect at once is
    * reported by the return value and never by the callback. */
   if (!c->link && (r = link_open(c)) < 0) return r;
+  /* Backpressure (client.h): refuse rather than queue without bound. */
+  if (mrpc__stream_queued(&c->link->st) >= c->opts.limits.max_write_queue)
+    return MRPC_ESLOWPEER;
   memset(&f, 0, sizeof f);
   f.flags = a->oneway ? MRPC_FLAG_ONEWAY : 0;
   f.serialize = (uint8_t)(a->serialize << 4);

@@ -52,6 +52,7 @@ void mrpc__server_unref(mrpc_server_t *s) {
     free(r);
   }
   mrpc_buf_free(&s->scratch);
+  mrpc__rbuf_free(&s->rbuf);
   free(s);
   if (cb) cb(NULL, ud);
 }
@@ -119,12 +120,14 @@ void mrpc__shutdown_begin(mrpc_server_t *s) {
 
 void mrpc__call_begin(conn_t *c) {
   mrpc__conn_ref(c);
+  c->calls++;
   c->srv->inflight++;
 }
 
 void mrpc__call_end(conn_t *c) {
   mrpc_server_t *s = c->srv;
   s->inflight--;
+  if (--c->calls == 0) c->st.last_active = uv_now(s->loop); /* idle from now */
   conn_unref(c);
   if (s->shutting && s->inflight == 0) shutdown_flush(s);
   mrpc__server_unref(s);

@@ -27,6 +27,7 @@ static void conn_on_closed(mrpc__stream_t *st) {
   mrpc_server_t *s = c->srv;
   c->closed = 1;
   s->open_conns--;
+  if (st->queued_peak > s->queued_peak) s->queued_peak = st->queued_peak;
   if (c->foreign && s->foreign) s->foreign(c, NULL, 0, s->foreign_udata);
   mrpc__conn_closed(c);
 }
@@ -74,17 +75,42 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   if (s->nconns > s->opts.limits.max_conns) {
-    mrpc__log(s->opts.log, s->opts.log_udata, 1,
-              "refusing a connection: max_conns (%u) reached",
-              s->opts.limits.max_conns);
+    /* Logged once per episode: a flood of refusals is one event. */
+    if (!s->refusing)
+      mrpc__log(s->opts.log, s->opts.log_udata, 1,
+                "refusing connections: max_conns (%u) reached",
+                s->opts.limits.max_conns);
+    s->refusing = 1;
+    s->refused++;
     mrpc__stream_close(&c->st);
     return;
   }
+  s->refusing = 0;
+  c->st.pausable = 1;
+  c->st.shared = &s->rbuf;
   if (!l->is_pipe) uv_tcp_nodelay(&c->st.u.tcp, 1);
   if (mrpc__stream_start(&c->st) < 0) mrpc__stream_close(&c->st);
 }
 
+/* The idle_timeout sweep: connections with no call in flight and no
+ * traffic for the timeout are closed. */
+static void on_idle_sweep(uv_timer_t *t) {
+  mrpc_server_t *s = t->data;
+  uint64_t now = uv_now(s->loop), limit = s->opts.idle_timeout_ms;
+  conn_t *c;
+  if (s->shutting) return; /* connections are draining: let them */
+  for (c = s->conns; c; c = c->next) {
+    if (c->closed || c->st.closing || c->calls > 0) continue;
+    if (now - c->st.last_active < limit) continue;
+    s->idle_closed++;
+    mrpc__stream_close(&c->st);
+  }
+}
+
 /* ---- the server ------------------------------------------------------------ */
+
+/* The shared read buffer: libuv's usual suggestion. */
+#define RBUF_SIZE (64u * 1024)
 
 int mrpc_server_new(uv_loop_t *loop, const mrpc_server_opts_t *opts,
                     mrpc_server_t **out) {
@@ -95,7 +121,18 @@ int mrpc_server_new(uv_loop_t *loop, const mrpc_server_opts_t *opts,
   mrpc_limits_default(&s->opts.limits);
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
-  s->live = 1; /* the timer */
+  uv_timer_init(loop, &s->idle_timer);
+  s->idle_timer.data = s;
+  uv_unref((uv_handle_t *)&s->idle_timer); /* never keeps the loop alive */
+  s->live = 2; /* the timers */
+  if (mrpc__rbuf_init(&s->rbuf, RBUF_SIZE) < 0) {
+    mrpc_server_close(s, NULL, NULL);
+    return MRPC_ENOMEM;
+  }
+  if (s->opts.idle_timeout_ms) {
+    uint64_t every = s->opts.idle_timeout_ms / 4;
+    uv_timer_start(&s->idle_timer, on_idle_sweep, every ? every : 1, every ? every : 1);
+  }
   if (!s->opts.no_reflection && mrpc__reflection_add(s) < 0) {
     mrpc_server_close(s, NULL, NULL);
     return MRPC_ENOMEM;
@@ -185,6 +222,22 @@ int mrpc_server_address(mrpc_server_t *s, int i, char *buf, size_t len) {
 size_t mrpc_server_conn_count(const mrpc_server_t *s) { return s->nconns; }
 size_t mrpc_server_inflight(const mrpc_server_t *s) { return s->inflight; }
 
+void mrpc_server_stats(const mrpc_server_t *s, mrpc_server_stats_t *o) {
+  const conn_t *c;
+  memset(o, 0, sizeof *o);
+  o->conns = s->nconns;
+  o->inflight = s->inflight;
+  o->queued_peak = s->queued_peak;
+  o->refused = s->refused;
+  o->idle_closed = s->idle_closed;
+  for (c = s->conns; c; c = c->next) {
+    if (c->closed) continue;
+    o->queued += mrpc__stream_queued(&c->st);
+    if (c->st.paused) o->paused++;
+    if (c->st.queued_peak > o->queued_peak) o->queued_peak = c->st.queued_peak;
+  }
+}
+
 static void close_listeners(mrpc_server_t *s) {
   int i;
   for (i = 0; i < s->nlisteners; i++)
@@ -218,4 +271,5 @@ void mrpc_server_close(mrpc_server_t *s, mrpc_server_cb cb, void *udata) {
   close_listeners(s);
   for (c = s->conns; c; c = c->next) mrpc__stream_close(&c->st);
   uv_close((uv_handle_t *)&s->timer, timer_closed);
+  uv_close((uv_handle_t *)&s->idle_timer, timer_closed);
 }

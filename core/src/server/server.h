@@ -63,6 +63,7 @@ typedef struct mrpc_conn_s {
                * the last mrpc__conn_unref frees the conn */
   int closed; /* the handle's close callback has run */
   int foreign; /* handed to the foreign hook: not rpcx */
+  int calls;   /* calls in flight on it: not idle while > 0 */
   void *data;  /* the host's, see mrpc_conn_set_data: never freed here */
   char peer[80]; /* the peer address, looked up on first use */
 } conn_t;
@@ -98,6 +99,13 @@ struct mrpc_server_s {
                          * mrpc__server_unref after close frees the server */
   mrpc_req_t *free_reqs; /* owned; freed with the server (lifetime.c) */
   mrpc_buf_t scratch;   /* gzip output, reused; owned, freed with the server */
+  mrpc__rbuf_t rbuf;    /* the read buffer every connection shares (see
+                         * transport.h); owned, freed with the server */
+  uv_timer_t idle_timer; /* the idle_timeout sweep (server.c); closed by
+                          * mrpc_server_close, dropping one of `live` */
+  uint64_t refused, idle_closed; /* counters for mrpc_server_stats */
+  size_t queued_peak;   /* of connections already closed */
+  int refusing;         /* max_conns reached and logged; cleared below it */
   uv_timer_t timer;     /* shutdown deadline; closed by mrpc_server_close,
                          * its close callback drops the last of `live` */
   int shutting, closing;

@@ -177,7 +177,7 @@ static void test_max_frame(void) {
   report("frame past max_frame: connection closed, server serves others");
 }
 
-/* ---- 4b. max_write_queue ------------------------------------------------ */
+/* ---- 4b. a peer that does not read (backpressure: test_backpressure.c) --- */
 
 /* A raw TCP peer that sends requests and never reads its answers. */
 typedef struct deaf_s {
@@ -226,48 +226,6 @@ static void deaf_start(deaf_t *d, int port, const char *pay, size_t size, int co
   d->creq.data = d;
   uv_ip4_addr("127.0.0.1", port, &sa);
   CHECK_EQ_INT(uv_tcp_connect(&d->creq, &d->tcp, (struct sockaddr *)&sa, deaf_connected), 0);
-}
-
-static void test_max_write_queue(void) {
-  srv_t v;
-  mrpc_server_opts_t so;
-  mrpc_client_t *c;
-  rec_t ok = {0};
-  deaf_t d;
-  size_t size = 512 * 1024;
-  char *pay = malloc(size);
-  int saw_conn = 0;
-
-  begin();
-  memset(pay, 'w', size);
-  memset(&so, 0, sizeof so);
-  so.limits.max_write_queue = 256 * 1024;
-  srv_start(&v, &so, "127.0.0.1:0");
-  /* 40 echo requests of 512 KiB: 20 MiB of answers, more than the kernel
-   * buffers hold for a peer that never reads. */
-  deaf_start(&d, port_of(v.addr), pay, size, 40);
-  WAIT(d.connected != 0 && mrpc_server_conn_count(v.s) == 1);
-  saw_conn = mrpc_server_conn_count(v.s) == 1;
-  CHECK(saw_conn);
-  WAIT(mrpc_server_conn_count(v.s) == 0);
-  CHECK_EQ_INT(mrpc_server_conn_count(v.s), 0);
-  CHECK(strstr(H.last_log, "ESLOWPEER") != NULL);
-  CHECK(H.echo >= 1);
-  /* Others are still served. */
-  c = cli_new(v.addr, NULL);
-  CHECK_EQ_INT(call(c, "Echo", "still here", &ok), 0);
-  WAIT(ok.n == 1);
-  CHECK_EQ_INT(ok.status, 0);
-  CHECK_BUF(ok.payload, "still here");
-  uv_close((uv_handle_t *)&d.tcp, deaf_closed);
-  WAIT(d.closed == 1);
-  cli_close(c);
-  srv_close(&v);
-  drain();
-  mrpc_buf_free(&d.out);
-  free(pay);
-  rec_free(&ok);
-  report("a peer that never reads is closed past max_write_queue, others served");
 }
 
 /* ---- 4c. regression: shutdown lost replies still being written ------------ */
@@ -493,7 +451,6 @@ int main(int argc, char **argv) {
   test_shutdown();
   test_shutdown_timeout();
   test_max_frame();
-  test_max_write_queue();
   test_shutdown_writes_replies_first();
   test_max_conns();
   test_unix();
