@@ -52,8 +52,9 @@ describe("moonrpc repl", function()
     if tmp then os.execute("rm -rf " .. S.shell_quote(tmp)) end
   end)
 
-  -- Runs the REPL under the driver with `steps` (a list of script lines);
-  -- returns whether every step passed, and the driver's output.
+  -- Runs the REPL under the driver with `steps` (a list of script lines;
+  -- steps.addr: the target, default the Arith server); returns whether
+  -- every step passed, and the driver's output (raw: escapes and all).
   local function drive(steps, ...)
     local script = tmp .. "/script"
     local f = assert(io.open(script, "w"))
@@ -63,7 +64,7 @@ describe("moonrpc repl", function()
     for i, a in ipairs(args) do args[i] = S.shell_quote(a) end
     local cmd = "env TERM=xterm HOME=" .. S.shell_quote(tmp) .. " MOONRPC_BUILD=" .. S.shell_quote(tmp)
       .. " timeout 60 " .. S.shell_quote(DRIVER) .. " " .. S.shell_quote(script)
-      .. " lua5.4 " .. S.shell_quote(MOONRPC) .. " repl " .. S.shell_quote(srv.addr)
+      .. " lua5.4 " .. S.shell_quote(MOONRPC) .. " repl " .. S.shell_quote(steps.addr or srv.addr)
       .. " " .. table.concat(args, " ") .. " 2>&1"
     local p = assert(io.popen(cmd))
     local out = p:read("a")
@@ -219,6 +220,192 @@ describe("moonrpc repl", function()
   end)
 end)
 
+describe("moonrpc repl, the first hour", function()
+  if not exists(DRIVER) then
+    it("needs the pty driver", function() pending("no " .. DRIVER) end)
+    return
+  end
+
+  local srv, tmp
+  setup(function()
+    srv = S.spawn(MOONRPC, "serve", ROOT .. "/examples/lua/arith_service.lua", "--listen", "tcp@127.0.0.1:0")
+    tmp = os.tmpname()
+    os.remove(tmp)
+    assert(os.execute("mkdir -p " .. S.shell_quote(tmp)))
+    child_build(tmp)
+  end)
+  teardown(function()
+    if srv then srv.stop() end
+    if tmp then os.execute("rm -rf " .. S.shell_quote(tmp)) end
+  end)
+
+  local function drive(steps)
+    local script = tmp .. "/script"
+    local f = assert(io.open(script, "w"))
+    f:write(table.concat(steps, "\n"), "\n")
+    f:close()
+    local cmd = "env TERM=xterm HOME=" .. S.shell_quote(tmp) .. " MOONRPC_BUILD=" .. S.shell_quote(tmp)
+      .. " timeout 60 " .. S.shell_quote(DRIVER) .. " " .. S.shell_quote(script)
+      .. " lua5.4 " .. S.shell_quote(MOONRPC) .. " repl " .. S.shell_quote(steps.addr or srv.addr) .. " 2>&1"
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local ok = p:close()
+    return ok == true, out
+  end
+
+  -- `moonrpc repl ADDR` without a terminal: stdin is `input`; returns
+  -- stdout, stderr and the exit status.
+  local function piped(input, addr)
+    local inp, err = tmp .. "/in", tmp .. "/err"
+    local f = assert(io.open(inp, "w"))
+    f:write(input)
+    f:close()
+    local p = assert(io.popen("env MOONRPC_BUILD=" .. S.shell_quote(tmp) .. " lua5.4 " .. S.shell_quote(MOONRPC)
+      .. " repl " .. S.shell_quote(addr or srv.addr) .. " <" .. S.shell_quote(inp) .. " 2>" .. S.shell_quote(err)
+      .. "; echo \"rc=$?\""))
+    local out = p:read("a")
+    p:close()
+    local body, rc = out:match("^(.-)rc=(%d+)\n$")
+    return body, S.read_all(err) or "", tonumber(rc)
+  end
+
+  local PROMPT = "expect moonrpc> "
+
+  it("shows a banner with the address and whether it answered; help; quit and exit leave", function()
+    local ok, out = drive {
+      "expect moonrpc " .. moonrpc._VERSION .. " on " .. srv.addr .. ": answered, 1 service: Arith",
+      "expect Type help for help",
+      PROMPT,
+      "send help\\r",
+      "expect go Service.Method{...}",
+      PROMPT,
+      "send quit\\r",
+      "exit 0",
+    }
+    assert(ok, out)
+    ok, out = drive { PROMPT, "send exit\\r", "exit 0" }
+    assert(ok, out)
+  end)
+
+  it("warns when the target does not answer", function()
+    local dead = S.dead_port()
+    local ok, out = drive {
+      addr = dead,
+      "expect warning: " .. dead .. " did not answer (ECONNREFUSED); calls fail until it does",
+      PROMPT,
+      "send \\x04",
+      "exit 0",
+    }
+    assert(ok, out)
+  end)
+
+  it("continues an unfinished chunk under the ..> prompt; Ctrl-C drops it", function()
+    local ok, out = drive {
+      PROMPT,
+      "send function triple(x)\\r",
+      "expect ..> ",
+      "sleep 100",
+      "send return x * 3\\r",
+      "expect ..> ",
+      "sleep 100",
+      "send end\\r",
+      PROMPT,
+      "sleep 100",
+      "send =triple(5)\\r",
+      "expect 15",
+      PROMPT,
+      "sleep 100",
+      "send Arith.Mul{A = 6,\\r",
+      "expect ..> ",
+      "sleep 100",
+      "send B = 7}\\r",
+      "expect { C = 42 }",
+      PROMPT,
+      "sleep 100",
+      "send for i = 1, 2 do\\r",
+      "expect ..> ",
+      "sleep 100",
+      "send \\x03",
+      "expect ^C",
+      PROMPT,
+      "send =1 + 1\\r", -- a fresh chunk: the loop above is gone
+      "expect 2",
+      PROMPT,
+      "send \\x04",
+      "exit 0",
+    }
+    assert(ok, out)
+  end)
+
+  it("completes Lua globals and fields with Tab (moonrpc.<Tab>)", function()
+    local ok, out = drive {
+      PROMPT,
+      "send moonrpc.sle\\t",
+      "expect moonrpc.sleep",
+      "send (0); answer = { deep = { value = 42 } }\\r",
+      PROMPT,
+      "sleep 100",
+      "send =answ\\t",
+      "expect =answer",
+      "send .de\\t",
+      "expect .deep",
+      "send .va\\t",
+      "expect .value",
+      "send \\r",
+      "expect 42",
+      PROMPT,
+      "send \\x04",
+      "exit 0",
+    }
+    assert(ok, out)
+  end)
+
+  it("Ctrl-C at the prompt writes ^C after the line, not over the prompt", function()
+    local ok, out = drive {
+      PROMPT,
+      "send junkXYZ\\e[D\\e[D\\e[D", -- the cursor in the middle of the line
+      "expect junkXYZ",
+      "sleep 100",
+      "send \\x03",
+      "expect ^C",
+      PROMPT,
+      "send =1 + 2\\r",
+      "expect 3",
+      PROMPT,
+      "send \\x04",
+      "exit 0",
+    }
+    assert(ok, out)
+    -- The raw output: the cursor went to the end of the line, then ^C; a
+    -- carriage return before ^C would have drawn it over "moonrpc> ".
+    assert.truthy(out:find("XYZ^C", 1, true), out)
+    assert.falsy(out:find("\r^C", 1, true), out)
+  end)
+
+  it("piped input exits 1 when a line failed, 0 when none did; the warning on stderr", function()
+    local out, err, rc = piped("Arith.Mul{A = 2,\n B = 3}\n=1 + 1\n")
+    assert.are.equal(0, rc, err)
+    assert.are.equal("{ C = 6 }\n2\n", out)
+    assert.are.equal("", err)
+    out, err, rc = piped("Arith.Div{A = 1, B = 0}\n=1 + 1\n")
+    assert.are.equal(1, rc, err)
+    assert.are.equal("error EREMOTE: divide by zero\n2\n", out)
+    _, _, rc = piped("error('boom')\n")
+    assert.are.equal(1, rc)
+    out, _, rc = piped("function f(\n")
+    assert.are.equal(1, rc)
+    assert.matches("unfinished chunk", out, 1, true)
+    out, _, rc = piped("=1\nquit\n=2\n")
+    assert.are.equal(0, rc)
+    assert.are.equal("1\n", out)
+    local dead = S.dead_port()
+    out, err, rc = piped("Arith.Mul{A = 1, B = 1}\n", dead)
+    assert.are.equal(1, rc)
+    assert.matches("error ECONNREFUSED", out, 1, true)
+    assert.matches("warning: " .. dead .. " did not answer", err, 1, true)
+  end)
+end)
+
 describe("moonrpc.repl without a terminal", function()
   it("renders nested tables indented, binary as hex, null", function()
     assert.are.equal("{ C = 56 }", repl.render { C = 56 })
@@ -250,6 +437,16 @@ describe("moonrpc.repl without a terminal", function()
     assert.are.same({ "Arith.Div", "Arith.Mul" }, r:complete("Arith.", "Arith.", 0, 6))
     assert.are.same({ "Arith.Mul" }, r:complete("Arith.M", "Arith.M", 0, 7))
     assert.are.same({ "string.format" }, r:complete("string.form", "string.form", 0, 11))
+    -- Lua globals and fields: the standard ones, moonrpc, the user's
+    assert.are.same({ "moonrpc.sleep" }, r:complete("moonrpc.sl", "moonrpc.sl", 0, 10))
+    r.env.answer = { deep = { value = 1 } }
+    assert.are.same({ "answer" }, r:complete("answ", "answ", 0, 4))
+    assert.are.same({ "answer.deep.value" }, r:complete("answer.deep.v", "answer.deep.v", 0, 13))
+    assert.are.same({ "print" }, r:complete("prin", "prin", 0, 4))
+    r.env.Extra = 1 -- services and globals together
+    assert.are.same({ "Echo.", "Extra" }, r:complete("E", "E", 0, 1))
+    assert.are.same({}, r:complete("Nope.x", "Nope.x", 0, 6)) -- never makes a client
+    assert.is_nil(rawget(r.clients, "Nope"))
     r:close()
   end)
 

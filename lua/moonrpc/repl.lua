@@ -8,6 +8,11 @@
 --                                  prints when it arrives ("[1] Arith.SlowMul -> ...")
 --     =expr, or an expression      plain Lua: its values are printed
 --     anything else                plain Lua (moonrpc is in scope)
+--     help, quit, exit             what they say
+--
+-- An unfinished chunk (`function f()`, `Arith.Mul{A = 1,`) continues on
+-- the next lines, under the continuation prompt, until it compiles (as
+-- lua.c does: the compiler's error ends in "<eof>").
 --
 -- A name that is not a Lua global and starts with a capital letter is a
 -- service: in plain Lua, `r, err = Arith.Mul{A = 1, B = 2}` calls too.
@@ -132,6 +137,17 @@ end
 local Repl = {}
 Repl.__index = Repl
 
+local HINT = "Type help for help, Tab to complete; Ctrl-D or quit to leave."
+
+M.HELP = [[
+  Service.Method{k = v, ...}   call and print the reply (or an error with its code)
+  go Service.Method{...}       start a call; its reply prints when it arrives
+  r, err = Service.Method{}    plain Lua calls too (moonrpc is in scope)
+  =expr                        print a Lua value; an unfinished chunk continues
+  Tab                          complete services, methods, Lua globals, fields
+  Ctrl-C                       cancel the call or stop the code (at the prompt:
+                               drop the line); Ctrl-D, quit or exit leaves]]
+
 --- A shell. `opts`: addr (peer to peer) or registry (a URL or an open
 -- registry), timeout (seconds per call, default 10), write (function(text)
 -- for output; default: stdout, above the prompt when there is one).
@@ -219,9 +235,12 @@ function Repl:_learn(service, method)
   end
 end
 
+-- Returns true when the server answered (even "no such service": a Go
+-- rpcx server has no reflection), else false and the error.
 local function reflect(xc, into)
-  local reply = xc:call("Services", nil, { timeout = 2, retries = 0 })
-  if type(reply) ~= "table" or type(reply.services) ~= "table" then return false end
+  local reply, err = xc:call("Services", nil, { timeout = 2, retries = 0 })
+  if err then return err.code == "EREMOTE", err end
+  if type(reply) ~= "table" or type(reply.services) ~= "table" then return true end
   for _, s in ipairs(reply.services) do
     if type(s) == "table" and type(s.name) == "string" then
       into(s.name, type(s.methods) == "table" and s.methods or {})
@@ -230,7 +249,8 @@ local function reflect(xc, into)
   return true
 end
 
---- Learns the services and methods of the target for completion: from
+--- Learns the services and methods of the target for completion (returns
+-- true when the target answered, else false and the error): from
 -- Reflection.Services (every moonrpc server answers it), and with a
 -- registry from its list of every service (all a Go rpcx server offers).
 -- Names the user calls are learned as they are called.
@@ -243,13 +263,13 @@ function Repl:refresh()
   end
   if not self.reg then
     local xc = moonrpc.xclient("Reflection", moonrpc.Failfast, moonrpc.RandomSelect, self.disc)
-    reflect(xc, into)
+    local ok, err = reflect(xc, into)
     xc:close()
-    return
+    return ok, err
   end
   -- With a registry: every service it lists (any backend: "" lists every
   -- service under the base path), then each instance's own view.
-  local list = self.reg:list("")
+  local list, lerr = self.reg:list("")
   local addrs, seen = {}, {}
   for _, inst in ipairs(type(list) == "table" and list or {}) do
     if type(inst.service) == "string" then self:_learn(inst.service) end
@@ -263,6 +283,29 @@ function Repl:refresh()
     reflect(r, into)
     r:close()
   end
+  if not list then return false, lerr end
+  return true
+end
+
+--- The lines to show on starting: the target, and whether it answered
+-- (`ok`, `err` as refresh returned them). Returns the banner and, when the
+-- target did not answer, a warning.
+function Repl:banner(ok, err)
+  local target = self.reg and ("registry " .. tostring(self.opts.registry))
+    or (self.opts.addr or "tcp@127.0.0.1:8972")
+  local names = {}
+  for name in pairs(self.services) do names[#names + 1] = name end
+  table.sort(names)
+  local head = "moonrpc " .. tostring(moonrpc._VERSION) .. " on " .. target
+  if not ok then
+    return head .. "\n" .. HINT,
+      "warning: " .. target .. " did not answer ("
+      .. (type(err) == "table" and err.code and tostring(err.code) or tostring(err))
+      .. "); calls fail until it does"
+  end
+  local known = #names > 0 and (#names .. (#names == 1 and " service: " or " services: ")
+    .. table.concat(names, ", ")) or "no service listed"
+  return head .. ": answered, " .. known .. "\n" .. HINT
 end
 
 --- Completion candidates for the word `text` (libedit's word: it ends at
@@ -277,9 +320,21 @@ function Repl:complete(text, line, start, finish)
     end
     return out
   end
-  if svc and type(_G[svc]) == "table" then
-    for k in pairs(_G[svc]) do
-      if type(k) == "string" and k:sub(1, #prefix) == prefix then out[#out + 1] = svc .. "." .. k end
+  -- a.b.c<Tab>: the fields of the table a.b (read raw, and through
+  -- __index tables, so that completing never runs code or makes a client)
+  local path, field = text:match("^([%a_][%w_.]-)%.([%w_]*)$")
+  if path then
+    local t = self:_lookup(path)
+    local seen = {}
+    while type(t) == "table" do
+      for k in next, t do
+        if type(k) == "string" and k:match("^[%a_][%w_]*$") and k:sub(1, #field) == field and not seen[k] then
+          seen[k] = true
+          out[#out + 1] = path .. "." .. k
+        end
+      end
+      local mt = getmetatable(t)
+      t = type(mt) == "table" and rawget(mt, "__index") or nil
     end
     table.sort(out)
     return out
@@ -287,16 +342,54 @@ function Repl:complete(text, line, start, finish)
   for name in pairs(self.services) do
     if name:sub(1, #text) == text then out[#out + 1] = name .. "." end
   end
-  table.sort(out)
-  if #out > 0 or text == "" then return out end
-  for name in pairs(_G) do
-    if type(name) == "string" and name:sub(1, #text) == text then out[#out + 1] = name end
+  if text == "" then table.sort(out); return out end
+  -- Lua globals: the user's (the shell's environment) and the standard ones
+  local seen = {}
+  for _, t in ipairs { self.env, _G } do
+    for name in next, t do
+      if type(name) == "string" and name:sub(1, #text) == text and not seen[name]
+          and not self.services[name] then
+        seen[name] = true
+        out[#out + 1] = name
+      end
+    end
   end
   table.sort(out)
   return out
 end
 
+-- The value a dotted name has in the shell, read raw (nil when a part is
+-- not a table): the user's globals first, then the standard ones.
+function Repl:_lookup(path)
+  local t
+  for part in path:gmatch("[^.]+") do
+    if t == nil then
+      t = rawget(self.env, part)
+      if t == nil then t = rawget(_G, part) end
+    elseif type(t) == "table" then
+      t = rawget(t, part)
+    else
+      return nil
+    end
+    if t == nil then return nil end
+  end
+  return t
+end
+
 -- ---- evaluating lines ----------------------------------------------------------------
+
+-- An error is written and counted: piped input exits non-zero after one
+-- (see `failed`).
+local function fail(self, text)
+  self.failed = (self.failed or 0) + 1
+  return self.write(text)
+end
+
+-- Whether a compile error means "the chunk is not finished yet" (lua.c's
+-- test: the parser stopped at the end of the input).
+local function incomplete(err)
+  return type(err) == "string" and err:sub(-5) == "<eof>"
+end
 
 local function eval_args(self, src)
   if src == "" then return true, nil end
@@ -318,7 +411,7 @@ function Repl:go(service, method, args)
     local reply, err = call:wait()
     self.pending = self.pending - 1
     local head = string.format("[%d] %s.%s -> ", n, service, method)
-    if err then self.write(head .. M.error_text(err))
+    if err then fail(self, head .. M.error_text(err))
     else self.write(head .. M.render(reply)) end
   end)
 end
@@ -330,34 +423,44 @@ local function print_values(self, t)
   self.write(table.concat(parts, "\t"))
 end
 
---- Runs one line and writes what it gives. Never raises.
+--- Runs one line (or the lines of a chunk so far, joined by newlines) and
+-- writes what it gives. Returns "more" when the chunk is unfinished
+-- (nothing is run or written: read another line and call again with both),
+-- "quit" for quit or exit, else nothing. Never raises.
 function Repl:eval(line)
   if line:match("^%s*$") then return end
+  local word = line:match("^%s*(%a+)%s*$") or line:match("^%s*(%a+)%(%)%s*$")
+  if (word == "quit" or word == "exit") and rawget(self.env, word) == nil then return "quit" end
+  if word == "help" and line:match("^%s*help%s*$") and rawget(self.env, "help") == nil then
+    return self.write(M.HELP)
+  end
   local service, method, argsrc, go = M.parse_call(line, function(name)
     return rawget(self.env, name) ~= nil or _G[name] ~= nil
   end)
   if service then
     local ok, args = eval_args(self, argsrc)
-    if not ok then return self.write(M.error_text(args)) end
+    if not ok and incomplete(args) then return "more" end
+    if not ok then return fail(self, M.error_text(args)) end
     if go then return self:go(service, method, args) end
     local ok2, reply, err = pcall(self.call, self, service, method, args)
-    if not ok2 then return self.write(M.error_text(reply)) end
-    if err then return self.write(M.error_text(err)) end
+    if not ok2 then return fail(self, M.error_text(reply)) end
+    if err then return fail(self, M.error_text(err)) end
     return self.write(M.render(reply))
   end
   if line:match("^%s*go%s") then
-    return self.write("error: go needs a call: go Service.Method{...}")
+    return fail(self, "error: go needs a call: go Service.Method{...}")
   end
   local src = line:gsub("^%s*=", "return ")
   local chunk = load("return " .. src, "=stdin", "t", self.env)
   local err
   if not chunk then chunk, err = load(src, "=stdin", "t", self.env) end
-  if not chunk then return self.write(M.error_text(err)) end
+  if not chunk and incomplete(err) then return "more" end
+  if not chunk then return fail(self, M.error_text(err)) end
   local r = table.pack(xpcall(chunk, function(e)
     if type(e) == "string" then return e end
     return e
   end))
-  if not r[1] then return self.write(M.error_text(r[2])) end
+  if not r[1] then return fail(self, M.error_text(r[2])) end
   print_values(self, table.pack(table.unpack(r, 2, r.n)))
 end
 
@@ -384,7 +487,9 @@ end
 -- names the history file.
 function Repl:run(history)
   local tty = core.edit_isatty()
-  local prompt = "moonrpc> "
+  local PROMPT, MORE = "moonrpc> ", "     ..> "
+  local prompt = PROMPT
+  local chunk -- the lines of an unfinished chunk so far, or nil
   local main = coroutine.running()
   local state = "idle" -- "prompt" while reading a line, "busy" while running one
   if tty then
@@ -396,7 +501,8 @@ function Repl:run(history)
   end
   local sig = moonrpc.signal("SIGINT", function()
     if state == "prompt" then
-      core.edit_clear()
+      chunk, prompt = nil, PROMPT -- the unfinished chunk goes too
+      core.edit_clear(PROMPT)
     elseif state == "busy" then
       if tty then io.write("\n"); io.stdout:flush() end -- after the terminal's ^C
       self:interrupt(main)
@@ -416,6 +522,7 @@ function Repl:run(history)
     if not ok then core.edit_stop(); error(err, 0) end
     return line
   end
+  local quit
   while true do
     local line = read_line()
     if line == nil then break end
@@ -423,6 +530,7 @@ function Repl:run(history)
       core.edit_history_add(line)
       if history then core.edit_history_save(history) end
     end
+    if chunk then line = chunk .. "\n" .. line end
     state = "busy"
     -- Ctrl-C stops Lua that runs outside the loop too: the guard's hook
     -- may fire anywhere from arming to disarming, so all of it is
@@ -433,13 +541,18 @@ function Repl:run(history)
       core.interrupt_guard()
       debug.sethook(main)
       if not ok2 then error(err2, 0) end
+      return err2
     end)
     core.interrupt_guard()
     debug.sethook(main)
     state = "idle"
-    if not ok then self.write(M.error_text(err)) end
+    chunk, prompt = nil, PROMPT
+    if not ok then fail(self, M.error_text(err))
+    elseif err == "more" then chunk, prompt = line, MORE
+    elseif err == "quit" then quit = true; break end
   end
-  if tty then io.write("\n") end
+  if chunk then fail(self, "error: the input ended inside an unfinished chunk") end
+  if tty and not quit then io.write("\n") end
   -- Without a terminal, input may end before the replies of `go` calls.
   if not tty and (self.pending or 0) > 0 then
     pcall(sched.block_until, function() return self.pending == 0 end, self.timeout + 1)

@@ -159,14 +159,20 @@ static int lmrpc_edit_stop(lua_State *L) {
   return 0;
 }
 
-/* edit_clear(): Ctrl-C at the prompt: the typed line is dropped and a
- * fresh prompt shown on the next row. */
+/* edit_clear([prompt]): Ctrl-C at the prompt: the typed line is dropped
+ * and a fresh prompt (`prompt`, else the same one) shown on the next row.
+ * The cursor first moves to the end of the line (it may be in the middle)
+ * and "^C" follows the text there: leaving callback mode writes a carriage
+ * return, which would otherwise put "^C" over the prompt's first letters. */
 static int lmrpc_edit_clear(lua_State *L) {
-  (void)L;
+  const char *prompt = luaL_optstring(L, 1, NULL);
   if (!ed.poll) return 0;
-  rl_callback_handler_remove(); /* back to cooked mode; the line is dropped... */
-  fputs("^C\n", stdout);
+  if (rl_line_buffer && rl_point >= 0 && rl_point < rl_end && (size_t)rl_end <= strlen(rl_line_buffer))
+    fwrite(rl_line_buffer + rl_point, 1, (size_t)(rl_end - rl_point), stdout);
+  fputs("^C\r\n", stdout);
   fflush(stdout);
+  rl_callback_handler_remove(); /* back to cooked mode; the line is dropped... */
+  if (prompt) snprintf(ed.prompt, sizeof ed.prompt, "%s", prompt);
   rl_callback_handler_install(ed.prompt, on_line); /* ...by the fresh one */
   return 0;
 }

@@ -2,18 +2,25 @@
 -- service found in a registry.
 
 local USAGE = [[
-usage: moonrpc call ADDR Service.Method [ARGS] [options]
-       moonrpc call --registry URL Service.Method [ARGS] [options]
+usage: moonrpc call ADDR Service.Method [ARGS | -d DATA] [options]
+       moonrpc call --registry URL Service.Method [ARGS | -d DATA] [options]
 
 Calls Service.Method once and prints the reply. ARGS is a Lua table
 literal ({A = 7, B = 8}) or JSON ({"A": 7, "B": 8}); none means nil. The
-payload is msgpack, as rpcx's Go client sends by default.
+payload is msgpack, as rpcx's Go client sends by default, whatever form
+ARGS takes.
 
 options:
   --registry URL   find the service in a registry (moonrpc://, etcd://,
                    redis://) instead of calling ADDR; Failover over its
                    instances
-  --json           print the reply as JSON instead of a Lua literal
+  -d, --data DATA  the arguments, as grpcurl takes them: DATA itself (as
+                   ARGS), @FILE to read them from FILE, @- (or @) from stdin
+  --json           the output format only: print the reply as JSON instead
+                   of a Lua literal (the input may be either form with or
+                   without it). Binary strings (not UTF-8) print as base64
+                   strings, as Go's encoding/json writes a []byte; without
+                   --json they print escaped ("\x89PNG\r\n...")
   --meta k=v       request metadata (repeat for more); the reply's metadata
                    is printed to stderr
   --timeout S      seconds before giving up (default 10)
@@ -24,12 +31,14 @@ exit codes: 0 success, 1 remote error (the service answered with an error),
 examples:
   moonrpc call tcp@127.0.0.1:8972 Arith.Mul '{A = 7, B = 8}'
   moonrpc call tcp@127.0.0.1:8972 Arith.Mul '{"A": 7, "B": 8}' --json
+  moonrpc call tcp@127.0.0.1:8972 Arith.Mul -d @args.json
+  echo '{"A": 7, "B": 8}' | moonrpc call tcp@127.0.0.1:8972 Arith.Mul -d @-
   moonrpc call --registry moonrpc://127.0.0.1:9000 Arith.Mul '{A = 7, B = 8}' --meta trace=abc
 ]]
 
 return function(args, util)
   local opts, pos = util.getopts(args, { registry = "value", timeout = "value", json = "flag",
-    meta = "multi", help = "flag" })
+    meta = "multi", data = "value", help = "flag" }, { d = "data" })
   if opts.help then io.write(USAGE); os.exit(0) end
   local addr
   if not opts.registry then addr = table.remove(pos, 1) end
@@ -48,6 +57,10 @@ return function(args, util)
     if not k then util.die(2, "--meta wants key=value, got ", kv) end
     meta = meta or {}
     meta[k] = v
+  end
+  if opts.data then
+    if argstr then util.die(2, "give the arguments once: as ARGS or with -d, not both") end
+    argstr = util.read_data(opts.data)
   end
   local value = util.parse_args(argstr)
 
@@ -74,7 +87,7 @@ return function(args, util)
     io.stderr:write("metadata ", util.render(rmeta), "\n")
   end
   if opts.json then
-    local text, e = moonrpc.encode(reply, "json")
+    local text, e = moonrpc.encode(util.json_safe(reply), "json")
     if not text then util.die(3, "cannot print the reply as JSON: ", tostring(e)) end
     io.write(text, "\n")
   else

@@ -13,9 +13,13 @@ method names come from libedit.
                               starts the call; its reply prints when it comes
   =1 + 1, x = 2               plain Lua (moonrpc is in scope)
 
+A chunk that is not finished (function f(), Arith.Mul{A = 1,) goes on
+under the "..>" prompt. Tab also completes Lua globals and fields
+(moonrpc.<Tab>). help prints a summary; quit, exit or Ctrl-D leaves.
 Ctrl-C cancels the call in progress or stops the Lua code running (at
-the prompt, clears the line);
-Ctrl-D exits. ADDR defaults to tcp@127.0.0.1:8972. With --registry each
+the prompt, drops the line). On start it says whether the target
+answered (a warning on stderr when it did not). Without a terminal, the
+exit status is 1 when a line failed (an error was printed), else 0. ADDR defaults to tcp@127.0.0.1:8972. With --registry each
 service is found through the registry (Failover, RoundRobin). --timeout is
 per call, in seconds (default 10).
 
@@ -37,7 +41,15 @@ return function(args, util)
   local repl = require "moonrpc.repl"
   local r, err = repl.new{ addr = pos[1], registry = opts.registry, timeout = timeout }
   if not r then util.die(3, tostring(err)) end
-  r:refresh()
+  -- The banner says what the shell talks to and whether it answered; the
+  -- warning goes to stderr, so that piped output stays the replies only.
+  local ok, rerr = r:refresh()
+  local banner, warning = r:banner(ok, rerr)
+  local tty = require("moonrpc.core").edit_isatty()
+  if tty then io.write(banner, "\n") end
+  if warning then io.stderr:write(warning, "\n") end
   r:run(history ~= "" and history or nil)
-  os.exit(0)
+  -- Piped input: a line that failed (a call's error, a Lua error) makes
+  -- the exit status 1, so that scripts notice.
+  os.exit((not tty and r.failed) and 1 or 0)
 end
