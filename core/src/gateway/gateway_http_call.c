@@ -16,7 +16,7 @@
  * gateways neither read nor write; neither does this one.
  *
  * JSON (anything else): POST /Service/Method, the body a JSON value (an
- * empty body is sent as null), forwarded with serialize type JSON; the
+ * empty body is sent as null); PUT too, which is what `curl -T -` sends, forwarded with serialize type JSON; the
  * answer is the reply's JSON, or {"error": "..."}.
  *
  * Statuses, both styles: 200 a reply; 500 an error the service returned,
@@ -486,9 +486,9 @@ static void start_json(mrpc_gateway_t *gw, gw_hreq_t *r, const gw_http_msg_t *m)
     json_error(r, 404, e, sizeof e - 1, NULL);
     return;
   }
-  if (!method_is(m, "POST")) {
+  if (!method_is(m, "POST") && !method_is(m, "PUT")) {
     static const char e[] = "rpcx: gateway: use POST";
-    json_error(r, 405, e, sizeof e - 1, "Allow: POST\r\n");
+    json_error(r, 405, e, sizeof e - 1, "Allow: POST, PUT\r\n");
     return;
   }
   status = build_call(gw, r, m, p + 1, (size_t)(slash - p - 1), slash + 1,
