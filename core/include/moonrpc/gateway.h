@@ -21,8 +21,9 @@
  * payload; the reply with X-RPCX-MessageStatusType, X-RPCX-ErrorMessage,
  * X-RPCX-Meta and the payload as body), and `POST /Service/Method` with a
  * JSON body, forwarded with serialize type JSON and answered with JSON.
- * HTTP/1.1 keep-alive, HTTP/1.0, Content-Length bodies and pipelining;
- * chunked request bodies are refused with 501. Idle keep-alive connections
+ * HTTP/1.1 keep-alive, HTTP/1.0, Content-Length and chunked request
+ * bodies (bounded by max_frame once decoded; other transfer codings are
+ * refused with 501), and pipelining. Idle keep-alive connections
  * and requests that trickle in are timed out (http_idle_ms,
  * http_request_ms).
  *

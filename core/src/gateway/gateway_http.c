@@ -7,9 +7,11 @@
  *
  * What is refused, and how: a malformed request line or header, or bytes
  * that are not HTTP at all, 400; a header block past max_header (or more
- * than GW_MAX_HEADERS lines), 431; Content-Length past max_frame, 413;
- * Transfer-Encoding (chunked bodies), 501; an HTTP version other than 1.0
- * and 1.1, 505; a request not complete http_request_ms after its first
+ * than GW_MAX_HEADERS lines), 431; Content-Length or chunked data past
+ * max_frame (or chunk framing past GW_CHUNK_FRAMING), 413; a transfer
+ * coding other than chunked, 501; both Content-Length and chunked, or a
+ * malformed chunk, 400 (gateway_http_parse.h lists them all); an HTTP
+ * version other than 1.0 and 1.1, 505; a request not complete http_request_ms after its first
  * byte, 408; a request read while the server shuts down, 503. Each of
  * these answers with Connection: close and closes. A connection idle for
  * http_idle_ms (no request, not even part of one) is closed silently.
@@ -33,7 +35,7 @@ struct gw_hconn_s {
   mrpc_buf_t in;          /* bytes received, requests start at `pos`;
                              hc_free frees it */
   size_t pos;
-  size_t scan;            /* where the blank-line search resumes (from pos) */
+  gw_http_scan_t scan;    /* the parser's state for the request at pos */
   gw_hreq_t *head, *tail; /* requests not yet answered, in order; each
                              freed by hreq_free once written, or by
                              hc_free */
@@ -155,8 +157,8 @@ static void read_requests(gw_hconn_t *hc) {
     r->working = 1;
     r->keep = m.keep;
     if (!m.keep) hc->stop = 1;
-    hc->pos += m.head_len + m.body_len;
-    hc->scan = 0;
+    hc->pos += m.msg_len;
+    memset(&hc->scan, 0, sizeof hc->scan);
     hc->continued = 0;
     mrpc__gw_http_start(gw, r, &m);
   }
@@ -247,7 +249,12 @@ void mrpc__gw_http_on_data(mrpc_conn_t *c, const char *data, size_t len,
                            void *udata) {
   mrpc_gateway_t *gw = udata;
   gw_hconn_t *hc = mrpc_conn_get_data(c);
-  size_t cap = (size_t)gw->opts.max_header + gw->opts.limits.max_frame + 4096;
+  /* One request's worth as sent: a head, max_frame of body, and what a
+   * chunked body may add (GW_CHUNK_FRAMING plus half its data), with room
+   * for one read past it, so that the parser sees what is too large and
+   * answers 413 before this cuts the connection off. */
+  size_t cap = (size_t)gw->opts.max_header + gw->opts.limits.max_frame +
+               gw->opts.limits.max_frame / 2 + GW_CHUNK_FRAMING + 65536;
   if (!data) {
     if (!hc) return;
     hc->closed = 1;

@@ -16,7 +16,7 @@
  * gateways neither read nor write; neither does this one.
  *
  * JSON (anything else): POST /Service/Method, the body a JSON value (an
- * empty body is sent as null), forwarded with serialize type JSON; the
+ * empty body is sent as null); PUT too, which is what `curl -T -` sends, forwarded with serialize type JSON; the
  * answer is the reply's JSON, or {"error": "..."}.
  *
  * Statuses, both styles: 200 a reply; 500 an error the service returned,
@@ -377,14 +377,20 @@ static int build_call(mrpc_gateway_t *gw, gw_hreq_t *r, const gw_http_msg_t *m,
     r->msgid = keep(r, id->val, id->vlen);
   }
   if (take_meta(gw, r, mh, auth, why) < 0) return 400;
-  r->call.payload = keep(r, m->body, m->body_len);
-  r->call.len = m->body_len;
+  { /* the body, contiguous (a chunked one's data end to end) */
+    char *dst = r->store.data + r->store.len;
+    r->call.len = mrpc__gw_http_body_copy(m, dst);
+    dst[r->call.len] = 0;
+    r->store.len += r->call.len + 1;
+    r->call.payload = dst;
+  }
   if (ce && !(ce->vlen == 8 && strncasecmp(ce->val, "identity", 8) == 0)) {
     if (!(ce->vlen == 4 && strncasecmp(ce->val, "gzip", 4) == 0)) {
       *why = "unsupported Content-Encoding (gzip and identity are)";
       return 415;
     }
-    rc = mrpc_gzip_decompress(&r->body, m->body, m->body_len, gw->opts.limits.max_decompressed);
+    rc = mrpc_gzip_decompress(&r->body, r->call.payload, r->call.len,
+                              gw->opts.limits.max_decompressed);
     if (rc < 0) {
       *why = rc == MRPC_EBOMB ? "the inflated body is larger than max_decompressed"
                               : "the gzip body is corrupt";
@@ -480,9 +486,9 @@ static void start_json(mrpc_gateway_t *gw, gw_hreq_t *r, const gw_http_msg_t *m)
     json_error(r, 404, e, sizeof e - 1, NULL);
     return;
   }
-  if (!method_is(m, "POST")) {
+  if (!method_is(m, "POST") && !method_is(m, "PUT")) {
     static const char e[] = "rpcx: gateway: use POST";
-    json_error(r, 405, e, sizeof e - 1, "Allow: POST\r\n");
+    json_error(r, 405, e, sizeof e - 1, "Allow: POST, PUT\r\n");
     return;
   }
   status = build_call(gw, r, m, p + 1, (size_t)(slash - p - 1), slash + 1,

@@ -1,8 +1,11 @@
 /* gateway_http_parse.c: the HTTP/1.x request parser (see
  * gateway_http_parse.h), bounded: the method is checked as its bytes come
  * so that what is not HTTP is refused at once, the head by max_header and
- * GW_MAX_HEADERS, the body by max_body. Only Content-Length frames a body;
- * Transfer-Encoding is refused. It reads nothing but its arguments. */
+ * GW_MAX_HEADERS, the body by max_body. Content-Length or chunked frames a
+ * body (another transfer coding is refused); a chunked body's framing is
+ * strict (CR LF everywhere) and bounded by GW_CHUNK_FRAMING, and each of
+ * its chunks is read once, by a scan kept between calls. It reads nothing
+ * but its arguments. */
 #include <stddef.h>
 #include <string.h>
 #include <strings.h>
@@ -75,19 +78,53 @@ static int parse_request_line(gw_http_msg_t *m, const char *p, size_t n) {
   return 0;
 }
 
+/* Transfer-Encoding's codings: 1 for chunked (once, alone); -status with
+ * m->err otherwise. Repeated header lines are one list (RFC 9110, 5.3). */
+static int transfer_codings(gw_http_msg_t *m) {
+  size_t i, k, chunked = 0, codings = 0;
+  for (i = 0; i < m->nh; i++) {
+    const gw_hdr_t *h = &m->h[i];
+    if (h->nlen != 17 || strncasecmp(h->name, "Transfer-Encoding", 17) != 0) continue;
+    for (k = 0; k < h->vlen;) {
+      size_t s, e;
+      while (k < h->vlen && (h->val[k] == ' ' || h->val[k] == '\t' || h->val[k] == ',')) k++;
+      if (k == h->vlen) break;
+      s = k;
+      while (k < h->vlen && h->val[k] != ',') k++;
+      e = k;
+      while (e > s && (h->val[e - 1] == ' ' || h->val[e - 1] == '\t')) e--;
+      codings++;
+      if (e - s == 7 && strncasecmp(h->val + s, "chunked", 7) == 0) {
+        chunked++;
+      } else {
+        m->err = "only the chunked transfer coding is supported";
+        return -501;
+      }
+    }
+  }
+  if (codings == 0) {
+    m->err = "an empty Transfer-Encoding";
+    return -400;
+  }
+  if (chunked > 1) {
+    m->err = "chunked twice in Transfer-Encoding";
+    return -400;
+  }
+  return 1;
+}
+
 /* Content-Length, Transfer-Encoding, Connection and Expect. */
 static int parse_framing(gw_http_msg_t *m, uint32_t max_body) {
   const gw_hdr_t *cl = NULL;
   size_t i, j;
+  int te = 0, rc;
   m->body_len = 0;
   m->keep = m->minor == 1;
   for (i = 0; i < m->nh; i++) {
     const gw_hdr_t *h = &m->h[i];
     if (h->nlen == 17 && strncasecmp(h->name, "Transfer-Encoding", 17) == 0) {
-      m->err = "Transfer-Encoding (chunked bodies) is not supported: send Content-Length";
-      return -501;
-    }
-    if (h->nlen == 14 && strncasecmp(h->name, "Content-Length", 14) == 0) {
+      te = 1;
+    } else if (h->nlen == 14 && strncasecmp(h->name, "Content-Length", 14) == 0) {
       if (h->vlen == 0 || h->vlen > 19) goto bad_length;
       for (j = 0; j < h->vlen; j++)
         if (h->val[j] < '0' || h->val[j] > '9') goto bad_length;
@@ -102,6 +139,19 @@ static int parse_framing(gw_http_msg_t *m, uint32_t max_body) {
         m->expect_continue = 1;
     }
   }
+  if (te) {
+    if ((rc = transfer_codings(m)) < 0) return rc;
+    if (cl) {
+      m->err = "both Content-Length and Transfer-Encoding";
+      return -400;
+    }
+    if (m->minor == 0) {
+      m->err = "Transfer-Encoding in an HTTP/1.0 request";
+      return -400;
+    }
+    m->chunked = 1;
+    return 0;
+  }
   if (cl) {
     uint64_t v = 0;
     for (j = 0; j < cl->vlen; j++) v = v * 10 + (uint64_t)(cl->val[j] - '0');
@@ -115,6 +165,146 @@ static int parse_framing(gw_http_msg_t *m, uint32_t max_body) {
 bad_length:
   m->err = "bad Content-Length";
   return -400;
+}
+
+/* ---- chunked bodies ------------------------------------------------------------ */
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* The chunk-size line at p[0..n) (without its CR LF): 1*HEXDIG, then
+ * nothing, or BWS ";" and an extension, which is ignored but must hold no
+ * control character. 0 with *size, or -400 with m->err. */
+static int chunk_size(gw_http_msg_t *m, const char *p, size_t n, uint64_t *size) {
+  uint64_t v = 0;
+  size_t i;
+  int d;
+  for (i = 0; i < n && (d = hexval((unsigned char)p[i])) >= 0; i++) {
+    if (v >> 60) {
+      m->err = "a chunk size overflows";
+      return -400;
+    }
+    v = v << 4 | (uint64_t)d;
+  }
+  if (i == 0) goto bad;
+  if (i < n) { /* BWS then ";": whitespace alone does not end the line */
+    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+    if (i == n || p[i] != ';') goto bad;
+    for (; i < n; i++)
+      if (((unsigned char)p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) goto bad;
+  }
+  *size = v;
+  return 0;
+bad:
+  m->err = "a malformed chunk size line";
+  return -400;
+}
+
+/* The framing allowed for `data` bytes of chunk data (GW_CHUNK_FRAMING). */
+static int framing_past(size_t framing, size_t data) {
+  return framing > GW_CHUNK_FRAMING + data / 2;
+}
+
+/* The line at p[at..n) ending in CR LF: its length without them, or
+ * (size_t)-1 when its LF has not come yet, or -2 when the LF has no CR. */
+static size_t crlf_line(const char *p, size_t at, size_t n) {
+  const char *nl = memchr(p + at, '\n', n - at);
+  if (!nl) return (size_t)-1;
+  if (nl == p + at || nl[-1] != '\r') return (size_t)-2;
+  return (size_t)(nl - (p + at)) - 1;
+}
+
+/* Reads the chunks and trailers at p[sc->at..n), each once: a chunk is
+ * passed only when its data and CR LF are all there, so that `at` is
+ * always the start of a line. 1 once the blank line after the trailers is
+ * read (m->msg_len set), 0 for more bytes, -status with m->err. */
+static int parse_chunks(const char *p, size_t n, gw_http_scan_t *sc, uint32_t max_body,
+                        gw_http_msg_t *m) {
+  const char *colon;
+  uint64_t size;
+  size_t len, i;
+  int rc;
+  if (sc->at < m->head_len) {
+    sc->at = m->head_len;
+    sc->data = 0;
+    sc->trailers = 0;
+  }
+  for (;;) {
+    size_t framing = sc->at - m->head_len - sc->data;
+    m->body_len = sc->data;
+    len = crlf_line(p, sc->at, n);
+    if (len == (size_t)-1) { /* the line is still coming: bound it */
+      if (framing_past(framing + (n - sc->at), sc->data)) goto too_much;
+      return 0;
+    }
+    if (len == (size_t)-2) {
+      m->err = sc->trailers ? "a trailer line without CR LF" : "a chunk size line without CR LF";
+      return -400;
+    }
+    if (framing_past(framing + len + 2, sc->data)) goto too_much;
+    if (sc->trailers) {
+      if (len == 0) { /* the blank line: the end of the request */
+        m->msg_len = sc->at + 2;
+        return 1;
+      }
+      /* A trailer field is skipped, but it must look like one. */
+      colon = memchr(p + sc->at, ':', len);
+      for (i = sc->at; colon && i < (size_t)(colon - p); i++)
+        if (!is_tchar((unsigned char)p[i])) colon = NULL;
+      if (!colon || colon == p + sc->at) {
+        m->err = "a malformed trailer line";
+        return -400;
+      }
+      sc->at += len + 2;
+      continue;
+    }
+    if ((rc = chunk_size(m, p + sc->at, len, &size)) < 0) return rc;
+    if (size > (uint64_t)max_body - sc->data) {
+      m->err = "the body is larger than max_frame";
+      return -413;
+    }
+    if (size == 0) { /* the last chunk: trailers follow */
+      sc->at += len + 2;
+      sc->trailers = 1;
+      continue;
+    }
+    i = sc->at + len + 2 + (size_t)size; /* where the data's CR LF goes */
+    if (n > i && p[i] != '\r') goto no_crlf;
+    if (n > i + 1 && p[i + 1] != '\n') goto no_crlf;
+    if (n < i + 2) return 0;
+    sc->data += (size_t)size;
+    sc->at = i + 2;
+  }
+too_much:
+  m->err = "the chunked body's framing (sizes, extensions, trailers) is too large";
+  return -413;
+no_crlf:
+  m->err = "a chunk's data is not followed by CR LF";
+  return -400;
+}
+
+size_t mrpc__gw_http_body_copy(const gw_http_msg_t *m, char *out) {
+  const char *p = m->body, *nl;
+  size_t size, done = 0;
+  int d;
+  if (!m->chunked) {
+    if (m->body_len) memcpy(out, m->body, m->body_len);
+    return m->body_len;
+  }
+  /* The parser has read this body whole: its sizes are hex, its lines end
+   * in CR LF, and its data sum to body_len. */
+  while (done < m->body_len) {
+    for (size = 0; (d = hexval((unsigned char)*p)) >= 0; p++) size = size << 4 | (size_t)d;
+    nl = memchr(p, '\n', (size_t)(m->body + m->msg_len - m->head_len - p));
+    memcpy(out + done, nl + 1, size);
+    done += size;
+    p = nl + 1 + size + 2;
+  }
+  return done;
 }
 
 /* The header lines of the head at p[0..head_len), after the request line,
@@ -157,7 +347,7 @@ static int parse_headers(gw_http_msg_t *m, const char *line, const char *end) {
   return 0;
 }
 
-int mrpc__gw_http_parse(const char *p, size_t n, size_t *scan, uint32_t max_header,
+int mrpc__gw_http_parse(const char *p, size_t n, gw_http_scan_t *scan, uint32_t max_header,
                         uint32_t max_body, gw_http_msg_t *m) {
   const char *end, *next;
   size_t i, len;
@@ -174,19 +364,20 @@ int mrpc__gw_http_parse(const char *p, size_t n, size_t *scan, uint32_t max_head
   }
   /* Find the blank line that ends the head, resuming where the last call
    * left off (a head that trickles in is scanned once, not per read). */
-  for (i = *scan; i < n; i++) {
+  for (i = scan->head; i < n; i++) {
     if (p[i] != '\n') continue;
     if ((i >= 1 && p[i - 1] == '\n') || (i >= 2 && p[i - 1] == '\r' && p[i - 2] == '\n'))
       break;
   }
   if (i >= n) {
-    *scan = n;
+    scan->head = n;
     if (n > max_header) {
       m->err = "the request head is larger than max_header";
       return -431;
     }
     return 0;
   }
+  scan->head = i; /* found: the next call finds it at once */
   m->head_len = i + 1;
   if (m->head_len > max_header) {
     m->err = "the request head is larger than max_header";
@@ -201,7 +392,9 @@ int mrpc__gw_http_parse(const char *p, size_t n, size_t *scan, uint32_t max_head
   }
   if ((rc = parse_headers(m, next, end)) < 0) return rc;
   if ((rc = parse_framing(m, max_body)) < 0) return rc;
-  if (n - m->head_len < m->body_len) return 0;
   m->body = p + m->head_len;
+  if (m->chunked) return parse_chunks(p, n, scan, max_body, m);
+  if (n - m->head_len < m->body_len) return 0;
+  m->msg_len = m->head_len + m->body_len;
   return 1;
 }

@@ -9,8 +9,11 @@
  * oneway, a gzip body); pipelined requests answered in order; HTTP/1.0
  * with and without keep-alive, Connection: close; Expect: 100-continue;
  * what is refused and closed (garbage 400, a head past 64 KiB 431, too
- * many headers 431, a body past max_frame 413, chunked 501, a malformed
- * line 400, HTTP/2.0 505); a peer gone while its call is forwarded; and
+ * many headers 431, a body past max_frame 413, chunked past max_frame 413,
+ * Transfer-Encoding: gzip 501, a bad chunk size or Content-Length with
+ * chunked 400, a malformed line 400, HTTP/2.0 505); chunked bodies (in
+ * several reads then a pipelined request, with 100-continue, rpcx-style
+ * gzipped); a peer gone while its call is forwarded; and
  * close with an HTTP call in flight (503, then the connection closes). */
 #include "gateway_harness.h"
 
@@ -161,7 +164,7 @@ static void t_json_errors(void) {
   CHECK(BODY_IS(&p, &r[2], "{\"error\":\"rpcx: gateway: no instance of service Nobody\"}"));
   CHECK_EQ_INT(EXCHANGE(&p, "GET /Arith/Echo HTTP/1.1\r\nHost: gw\r\n\r\n", r, 4), 4);
   CHECK_EQ_INT(r[3].status, 405);
-  CHECK(strcmp(hval(&p, &r[3], "Allow"), "POST") == 0);
+  CHECK(strcmp(hval(&p, &r[3], "Allow"), "POST, PUT") == 0);
   CHECK_EQ_INT(EXCHANGE(&p, post("/just-one", "{}"), r, 5), 5);
   CHECK_EQ_INT(r[4].status, 404);
   CHECK_EQ_INT(EXCHANGE(&p, post("/Arith/Echo", "{bad"), r, 6), 6);
@@ -339,6 +342,76 @@ static void t_expect_continue(void) {
   report("Expect: 100-continue");
 }
 
+/* Transfer-Encoding: chunked bodies, as curl -T - and Go's and Node's
+ * clients stream them: the chunks come in several reads, the decoded body
+ * is forwarded whole, and the connection stays open for the next request. */
+static void t_chunked(void) {
+  static const char head[] =
+      "POST /Arith/Echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n";
+  static const char cont_head[] =
+      "PUT /Arith/Echo HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n";
+  mrpc_buf_t gz = {0}, req = {0};
+  char plain[3000], line[300];
+  peer_t p;
+  hresp_t r[3];
+  backend_t *b;
+  size_t off;
+  int n;
+  bk_reset(&A);
+  bk_reset(&B);
+  peer_open(&p, G.port);
+  peer_send(&p, head, sizeof head - 1), sleep_ms(20); /* in three reads */
+  peer_send(&p, "4;ext=1\r\n{\"A\"\r\n", 15), sleep_ms(20);
+  peer_send(&p, "9\r\n:7,\"B\":8}\r\n", 14), sleep_ms(20);
+  /* The last chunk, a trailer, and a pipelined Content-Length request (to
+   * Who, which leaves the recorded payload alone). */
+  snprintf(line, sizeof line, "0\r\nX-Sum: 1\r\n\r\n%s", post("/Arith/Who", "[1]"));
+  CHECK_EQ_INT(EXCHANGE(&p, line, r, 2), 2);
+  b = A.payload.len ? &A : &B; /* Who may have gone to the other one */
+  CHECK_EQ_INT(r[0].status, 200);
+  CHECK(BODY_IS(&p, &r[0], "{\"A\":7,\"B\":8}"));
+  CHECK_BUF(b->payload, "{\"A\":7,\"B\":8}");
+  CHECK_EQ_INT(r[1].status, 200);
+  CHECK(BODY_IS(&p, &r[1], "A") || BODY_IS(&p, &r[1], "B"));
+  CHECK(!p.eof);
+  peer_close(&p);
+  /* PUT with Expect: 100-continue, as `curl -T -` sends it. */
+  peer_open(&p, G.port);
+  peer_send(&p, cont_head, sizeof cont_head - 1);
+  WAITT(p.got.len >= 25, 3000);
+  CHECK(p.got.len >= 25 && memcmp(p.got.data, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+  CHECK_EQ_INT(EXCHANGE(&p, "5\r\n[2,3]\r\n0\r\n\r\n", r, 2), 2);
+  CHECK_EQ_INT(r[1].status, 200);
+  CHECK(BODY_IS(&p, &r[1], "[2,3]"));
+  peer_close(&p);
+  /* rpcx's convention, a gzip body in two chunks: inflated once whole. */
+  memset(plain, 'q', sizeof plain);
+  CHECK_EQ_INT(mrpc_gzip_compress(&gz, plain, sizeof plain), 0);
+  off = gz.len / 2;
+  n = snprintf(line, sizeof line,
+               "POST / HTTP/1.1\r\nX-RPCX-ServicePath: Arith\r\nX-RPCX-ServiceMethod: Echo\r\n"
+               "X-RPCX-SerializeType: 0\r\nContent-Encoding: gzip\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n%zx\r\n", off);
+  mrpc_buf_append(&req, line, (size_t)n);
+  mrpc_buf_append(&req, gz.data, off);
+  n = snprintf(line, sizeof line, "\r\n%zx\r\n", gz.len - off);
+  mrpc_buf_append(&req, line, (size_t)n);
+  mrpc_buf_append(&req, gz.data + off, gz.len - off);
+  mrpc_buf_append(&req, "\r\n0\r\n\r\n", 7);
+  bk_reset(&A);
+  bk_reset(&B);
+  peer_open(&p, G.port);
+  CHECK_EQ_INT(exchange(&p, req.data, req.len, r, 1), 1);
+  b = A.calls ? &A : &B;
+  CHECK_EQ_INT(r[0].status, 200);
+  CHECK(body_is(&p, &r[0], plain, sizeof plain));
+  CHECK_EQ_INT(b->payload.len, sizeof plain);
+  peer_close(&p);
+  mrpc_buf_free(&gz);
+  mrpc_buf_free(&req);
+  report("chunked bodies: JSON in several reads, then pipelined; curl's PUT; rpcx gzip");
+}
+
 static void t_refused(void) {
   static const char garbage[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
   mrpc_buf_t big = {0};
@@ -359,7 +432,11 @@ static void t_refused(void) {
   mrpc_buf_free(&big);
 #define FATAL(s, st) expect_fatal(s, strlen(s), st)
   FATAL("POST /Arith/Echo HTTP/1.1\r\nContent-Length: 20000000\r\n\r\n", 413);
-  FATAL("POST /Arith/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501);
+  FATAL("POST /Arith/Echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+  FATAL("POST /Arith/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1000001\r\n", 413);
+  FATAL("POST /Arith/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400);
+  FATAL("POST /Arith/Echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+        "5\r\nhello\r\n0\r\n\r\n", 400);
   FATAL("POST /Arith/Echo HTTP/1.1\r\nNoColonHere\r\n\r\n", 400);
   FATAL("POST /Arith/Echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400);
   FATAL("POST /Arith/Echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400);
@@ -368,7 +445,7 @@ static void t_refused(void) {
   FATAL("POST /Arith/Echo HTTP/1.1\r\n Folded: x\r\n\r\n", 400);
 #undef FATAL
   CHECK_EQ_INT(gwt_stats(&G).http_conns, 0);
-  report("refused and closed: 400 garbage, 431, 413, 501, 400 malformed, 505");
+  report("refused and closed: 400 garbage, 431, 413, 501 gzip, 400 malformed or chunked, 505");
 }
 
 static void t_peer_gone(void) {
@@ -599,6 +676,7 @@ int main(void) {
     t_pipeline();
     t_versions();
     t_expect_continue();
+    t_chunked();
     t_refused();
     t_peer_gone();
     t_timeouts();
