@@ -14,12 +14,22 @@ local xclient = require "moonrpc.xclient"
 local discovery = require "moonrpc.discovery"
 local registry = require "moonrpc.registry"
 
+-- encode and decode fail as calls do: nil and an error value (err.code,
+-- err.message), not core's bare nil, code, message.
+local function as_call(fn)
+  return function(...)
+    local v, code, msg = fn(...)
+    if code ~= nil then return nil, errors.new(code, msg) end
+    return v
+  end
+end
+
 local M = {
   _VERSION = core.version,
   null = core.null,     -- stands for nil inside tables
   bin = core.bin,       -- bin(s): send s as msgpack bin (Go []byte)
-  encode = core.encode, -- encode(v [, serialize]) -> bytes | nil, code, msg
-  decode = core.decode, -- decode(bytes [, serialize]) -> v | nil, code, msg
+  encode = as_call(core.encode), -- encode(v [, serialize]) -> bytes | nil, err
+  decode = as_call(core.decode), -- decode(bytes [, serialize]) -> v | nil, err
   limits = core.limits, -- the named limits and their defaults
   server = server.new,
   peer2peer = discovery.peer2peer,

@@ -175,11 +175,21 @@ function Future:get()
   return unpack(v, 1, v.n)
 end
 
+-- Running the loop from inside one of its callbacks is refused. The usual
+-- way to get there is a coroutine of the user's own (coroutine.wrap or
+-- create) resumed by moonrpc code, such as a handler: a wait inside it
+-- cannot yield to us (the yield would go to whoever resumed it), so the
+-- message says what to do instead.
 local function must_not_block(level)
-  if core.in_callback() then
-    error("moonrpc: cannot block inside a callback; wait from a coroutine " ..
-          "(moonrpc.spawn) or a handler instead", level + 1)
+  if not core.in_callback() then return end
+  if running() and not M.in_ours() then
+    error("moonrpc: cannot wait inside your own coroutine while moonrpc runs it " ..
+          "from the loop (a handler or callback resumed it): start the code with " ..
+          "moonrpc.spawn(fn, ...) instead of coroutine.wrap/create, so the wait can " ..
+          "yield; or resume your coroutine from the script's top level", level + 1)
   end
+  error("moonrpc: cannot block inside a callback; wait from a coroutine " ..
+        "(moonrpc.spawn) or a handler instead", level + 1)
 end
 
 --- Runs the loop until `done()` is true or `seconds` pass. Returns

@@ -17,6 +17,7 @@ local core = require "moonrpc.core"
 local sched = require "moonrpc.sched"
 local errors = require "moonrpc.errors"
 local registry = require "moonrpc.registry"
+local options = require "moonrpc.options"
 
 local M = {}
 
@@ -122,6 +123,7 @@ function M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'server' (table expected)", 2)
   end
+  if opts then options.check(opts, options.server, "moonrpc.server options", 2) end
   local s = setmetatable({ services = {}, opts = opts or {}, registered = {} }, Server)
   s.registry = registry.resolve(s.opts.registry)
   s.core = core.server_new(opts)
@@ -248,6 +250,7 @@ function Server:add_registry(opts)
     error("bad argument #1 to 'add_registry' (table expected)", 2)
   end
   opts = opts or {}
+  options.check(opts, options.registry, "add_registry options", 2)
   local ok, code, msg = self.core:add_registry(opts.max_entries, opts.max_watches, opts.max_ttl)
   if not ok then return nil, errors.new(code, msg) end
   return self

@@ -18,6 +18,7 @@ local errors = require "moonrpc.errors"
 local discovery = require "moonrpc.discovery"
 local calls = require "moonrpc.call"
 local health = require "moonrpc.health"
+local options = require "moonrpc.options"
 
 local M = {}
 
@@ -74,6 +75,7 @@ function M.new(service, fail_mode, selector, disc, opts)
   end
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #5 to 'xclient' (table expected)", 2) end
+  options.check(opts, options.xclient, "xclient options", 2)
   check_serialize(opts.serialize, 2)
   selector = selector or "RandomSelect"
   user = user or opts.select
@@ -205,6 +207,7 @@ end
 local function call_opts(self, opts, level)
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #3 (options table expected)", level + 1) end
+  options.check(opts, options.call, "call options", level + 1)
   local base = self.opts
   local meta = opts.metadata
   if base.auth then
@@ -312,7 +315,8 @@ end
 
 --- rpcx's Go: starts a call and returns a call object at once.
 function XClient:go(method, args, opts)
-  return start(self, "go", method, args, opts)
+  local call = start(self, "go", method, args, opts) -- not a tail call: misuse
+  return call                                         -- raises at the caller's line
 end
 
 --- rpcx's Call: returns reply, err, meta. `opts`: timeout, metadata,
@@ -339,7 +343,8 @@ function XClient:oneshot(method, args, opts)
 end
 
 -- Sends to every server at once; returns a list of
--- { address =, reply =, error =, meta = }, in the selector's order.
+-- { address =, ok =, reply =, error =, meta = }, in the selector's order
+-- (ok is true or false, never nil).
 local function fan_out(self, what, method, args, opts, first_success)
   if self.closed then error("moonrpc: " .. what .. " on a closed xclient", 3) end
   if type(method) ~= "string" then error("bad argument #1 to '" .. what .. "' (method name expected)", 3) end
@@ -351,7 +356,7 @@ local function fan_out(self, what, method, args, opts, first_success)
   for i, addr in ipairs(addrs) do
     local part = calls.new()
     parts[i] = part
-    results[i] = { address = addr }
+    results[i] = { address = addr, ok = false } -- ok = true once it succeeds
     send(self, part, addr, method, args, o, function(_, code, msg, value, meta)
       local r = results[i]
       if code == nil then
@@ -396,9 +401,11 @@ function XClient:fork(method, args, opts)
 end
 
 --- rpcx's Inform: calls every server; returns a list of
--- { address =, ok =, reply =, error =, meta = } (one per server).
+-- { address =, ok =, reply =, error =, meta = } (one per server): ok is
+-- true with reply and meta, or false with error.
 function XClient:inform(method, args, opts)
-  return fan_out(self, "inform", method, args, opts, false)
+  local results = fan_out(self, "inform", method, args, opts, false) -- not a tail call (see go)
+  return results
 end
 
 --- Sends a heartbeat to every known server; returns { [addr] = rtt_us or err }.

@@ -223,10 +223,14 @@ static int lmrpc_client_call(lua_State *L) {
 }
 
 /* client:cancel(seq) -> true when the call was still pending; its
- * completion then runs now with ECANCELED. */
+ * completion then runs now with ECANCELED. On a closed client it returns
+ * false: closing ended every pending call already, and a call that ends
+ * may well cancel its other requests after a completion closed the client
+ * (a coroutine that the reply resumed called xc:close()). */
 static int lmrpc_client_cancel(lua_State *L) {
-  lclient_t *lc = check_client(L);
-  lua_pushboolean(L, mrpc_client_cancel(lc->cli, (uint64_t)luaL_checkinteger(L, 2)) == 0);
+  lclient_t *lc = luaL_checkudata(L, 1, CLIENT_MT);
+  uint64_t seq = (uint64_t)luaL_checkinteger(L, 2);
+  lua_pushboolean(L, lc->cli && mrpc_client_cancel(lc->cli, seq) == 0);
   return 1;
 }
 

@@ -60,7 +60,10 @@ typedef struct mrpc_call_args_s {
 } mrpc_call_args_t;
 
 /* Creates a client for `address` ("tcp@host:port", "host:port",
- * "unix@/path"). Nothing is connected yet. 0, MRPC_EADDR or MRPC_ENOMEM. */
+ * "unix@/path"). Nothing is connected yet. 0, MRPC_EADDR or MRPC_ENOMEM.
+ * The client's handles keep the loop running only while a call or a ping
+ * is pending: an idle connection (heartbeats included) lets uv_run return,
+ * and a server push reaches it only while something else runs the loop. */
 int mrpc_client_new(uv_loop_t *loop, const char *address,
                     const mrpc_client_opts_t *opts, mrpc_client_t **out);
 

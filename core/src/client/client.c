@@ -110,6 +110,26 @@ static void call_free(mrpc_client_t *c, call_t *k) {
   c->spare = k;
 }
 
+/* An idle client does not keep its host's loop running, as libuv hosts
+ * expect (a script's run() returns once nothing waits): the client's timer
+ * and its link's handle and timer are referenced only while a call or a
+ * ping of the host's is pending. Our own heartbeats do not count. Requests
+ * in flight (resolve, connect, writes) hold the loop up on their own. */
+static void update_ref(mrpc_client_t *c) {
+  void (*set)(uv_handle_t *) = c->busy > 0 ? uv_ref : uv_unref;
+  if (c->closing) return;
+  set((uv_handle_t *)&c->timer);
+  if (c->link) {
+    set(&c->link->st.u.handle);
+    set((uv_handle_t *)&c->link->timer);
+  }
+}
+
+/* A call leaves the host's count (it left the table). */
+static void call_gone(mrpc_client_t *c, call_t *k) {
+  if (k->kind != HEARTBEAT && --c->busy == 0) update_ref(c);
+}
+
 /* Ends one call: it must already be out of the table. */
 static void finish(mrpc_client_t *c, call_t *k, int status,
                    const mrpc_frame_t *reply) {
@@ -118,6 +138,7 @@ static void finish(mrpc_client_t *c, call_t *k, int status,
   int kind = k->kind;
   uint64_t sent = k->sent_ns;
   tlist_remove(c, k);
+  call_gone(c, k);
   call_free(c, k);
   if (kind != CALL && status == 0) c->rtt_us = (uv_hrtime() - sent) / 1000;
   if (kind == HEARTBEAT) {
@@ -297,6 +318,7 @@ static int link_open(mrpc_client_t *c) {
   l->timer.data = l;
   c->link = l;
   c->live++;
+  update_ref(c);
   uv_timer_start(&l->timer, on_connect_timeout, c->opts.connect_timeout_ms, 0);
   if (pipe) {
     start_connect(l, NULL);
@@ -342,6 +364,7 @@ int mrpc_client_new(uv_loop_t *loop, const char *address,
   uv_timer_init(loop, &c->timer);
   c->timer.data = c;
   c->live = 1;
+  update_ref(c);
   *out = c;
   return 0;
 }
@@ -384,6 +407,7 @@ static int track(mrpc_client_t *c, uint64_t seq, uint64_t timeout, int kind,
     call_free(c, k);
     return MRPC_ENOMEM;
   }
+  if (kind != HEARTBEAT && c->busy++ == 0) update_ref(c);
   if (timeout) {
     k->deadline = uv_now(c->loop) + timeout;
     tlist_insert(c, k);
@@ -396,6 +420,7 @@ static int track(mrpc_client_t *c, uint64_t seq, uint64_t timeout, int kind,
 static void untrack(mrpc_client_t *c, call_t *k) {
   tab_take(c, k->seq);
   tlist_remove(c, k);
+  call_gone(c, k);
   call_free(c, k);
 }
 

@@ -62,6 +62,8 @@ struct mrpc_client_s {
   int sending;         /* inside mrpc_client_call: failures are deferred */
   int corked;          /* >0: writes are gathered until uncorked */
   int live;            /* the timer + links still referring to us */
+  size_t busy;         /* the host's calls and pings pending: while > 0
+                          our handles keep the loop running (update_ref) */
   mrpc_client_cb close_cb;
   void *close_udata;
   mrpc_buf_t scratch;  /* owned, reused for encoding; freed by client_unref */
