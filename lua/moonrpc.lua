@@ -13,6 +13,7 @@ local server = require "moonrpc.server"
 local xclient = require "moonrpc.xclient"
 local discovery = require "moonrpc.discovery"
 local registry = require "moonrpc.registry"
+local log = require "moonrpc.log"
 
 -- encode and decode fail as calls do: nil and an error value (err.code,
 -- err.message), not core's bare nil, code, message.
@@ -48,6 +49,7 @@ local M = {
   is_error = errors.is,
   now = core.now,
   loop_pointer = core.loop_pointer,
+  log = log,            -- log.level = "warn", log.sink = function(level, msg) end
 }
 
 for k in pairs(xclient.fail_modes) do M[k] = k end

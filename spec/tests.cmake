@@ -145,3 +145,14 @@ if(MRPC_INSTALL_CORE)
   add_test(NAME install_check COMMAND ${CMAKE_SOURCE_DIR}/spec/tools/install_check.sh ${CMAKE_BINARY_DIR})
   set_tests_properties(install_check PROPERTIES TIMEOUT 120)
 endif()
+
+# The README's shell blocks that start servers in the background, run as
+# written (spec/tools/readme_blocks.lua): each must exit 0 and print what
+# the README shows. They use the README's fixed ports (8972, 8973, 9000,
+# 9981), so the lock keeps them from overlapping anything else that would.
+if(MRPC_BUILD_LUA)
+  add_test(NAME readme_blocks COMMAND ${LUA_INTERP} ${CMAKE_SOURCE_DIR}/spec/tools/readme_blocks.lua
+           ${CMAKE_SOURCE_DIR}/README.md WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(readme_blocks PROPERTIES TIMEOUT 600 RESOURCE_LOCK readme_ports
+    ENVIRONMENT "MOONRPC_BUILD=${CMAKE_BINARY_DIR}")
+endif()

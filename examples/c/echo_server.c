@@ -2,6 +2,7 @@
  * example of a host that runs libmoonrpc on several loops.
  *
  *   moonrpc-echo [--listen tcp@127.0.0.1:8972] [--workers N|auto]
+ *                [--ready-file PATH]
  *
  * Serves Echo.Echo, which answers every request with its own payload,
  * unchanged, in the request's serialize type: the payload is never decoded,
@@ -114,6 +115,19 @@ static int start_worker(worker_t *w, int reuseport, const char *network, const c
   return r;
 }
 
+/* --ready-file PATH: removed at start, written with the address once
+ * listening (through PATH.tmp and a rename, so a reader never sees a
+ * partial file), removed again at exit. Returns 0 or -1 with errno. */
+static int write_ready(const char *path, const char *where) {
+  char tmp[4096];
+  FILE *f;
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -1;
+  if (!(f = fopen(tmp, "w"))) return -1;
+  fprintf(f, "%s\n", where);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) { remove(tmp); return -1; }
+  return 0;
+}
+
 static int usage(FILE *to, int status) {
   fprintf(to,
           "usage: moonrpc echo [--listen ADDRESS] [--workers N|auto]\n"
@@ -122,6 +136,7 @@ static int usage(FILE *to, int status) {
           "tcp@127.0.0.1:8972)\n"
           "  -w, --workers N       N loops in N threads on the one TCP address\n"
           "                        (SO_REUSEPORT); auto: one per CPU (default 1)\n"
+          "      --ready-file PATH the address is written to PATH once listening\n"
           "  -h, --help            show this help\n");
   return status;
 }
@@ -130,9 +145,10 @@ int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, 'l'},
       {"workers", required_argument, NULL, 'w'},
+      {"ready-file", required_argument, NULL, 'Y'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *address = "tcp@127.0.0.1:8972", *network;
+  const char *address = "tcp@127.0.0.1:8972", *network, *ready = NULL;
   char rest[512], where[512];
   static app_t app;
   int ch, r, i, started = 1, threads = 1, failed = 0;
@@ -141,6 +157,7 @@ int main(int argc, char **argv) {
   app.n = 1;
   while ((ch = getopt_long(argc, argv, "l:w:h", longopts, NULL)) != -1) {
     if (ch == 'l') address = optarg;
+    else if (ch == 'Y') ready = optarg;
     else if (ch == 'w' && strcmp(optarg, "auto") == 0) app.n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     else if (ch == 'w') {
       long v = strtol(optarg, &end, 10);
@@ -161,6 +178,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (ready) remove(ready);
   r = start_worker(&app.w[0], app.n > 1, network, rest);
   if (r == 0) r = mrpc_server_address(app.w[0].srv, 0, where, sizeof where);
   /* The others listen on the port worker 0 got. */
@@ -188,6 +206,7 @@ int main(int argc, char **argv) {
     if (app.n > 1) printf(" (%d workers)", app.n);
     printf("\n");
     fflush(stdout);
+    if (ready && write_ready(ready, where) < 0) perror("moonrpc-echo: --ready-file");
   } else {
     fprintf(stderr, "moonrpc-echo: cannot serve on %s: %s (%s)\n", address,
             mrpc_strerror(r), mrpc_err_name(r));
@@ -200,6 +219,7 @@ int main(int argc, char **argv) {
   }
   uv_run(&app.w[0].loop, UV_RUN_DEFAULT);
   for (i = 1; i < threads; i++) uv_thread_join(&app.w[i].thread);
+  if (ready) remove(ready);
   for (i = 0; i < started; i++) {
     if (uv_loop_close(&app.w[i].loop) < 0) {
       fprintf(stderr, "moonrpc-echo: handles left open at exit (worker %d)\n", i);

@@ -11,10 +11,13 @@ local d = assert(moonrpc.registry_discovery(url, nil, "Arith"))
 local xc = moonrpc.xclient("Arith", moonrpc.Failover, moonrpc.RoundRobin, d,
                            { timeout = 2, retries = 3 })
 
+-- "1 call", "2 calls".
+local function count(n, one, many) return ("%d %s"):format(n, n == 1 and one or many) end
+
 local servers = {}
 for _, s in ipairs((d:get())) do servers[#servers + 1] = s.addr end
-print(("registry %s lists %d Arith instance(s): %s")
-  :format(url, #servers, table.concat(servers, ", ")))
+print(("registry %s lists %s: %s")
+  :format(url, count(#servers, "Arith instance", "Arith instances"), table.concat(servers, ", ")))
 
 -- Synchronous calls, spread by RoundRobin.
 for i = 1, 2 do
@@ -44,7 +47,8 @@ if seconds > 0 then
     if v ~= version then
       local addrs = {}
       for _, srv in ipairs(list) do addrs[#addrs + 1] = srv.addr end
-      print(("registry now lists %d instance(s): %s"):format(#addrs, table.concat(addrs, ", ")))
+      print(("registry now lists %s: %s"):format(count(#addrs, "instance", "instances"),
+                                                 table.concat(addrs, ", ")))
       version = v
     end
     local reply, err, meta = xc:call("Mul", { A = 6, B = 7 })
@@ -60,12 +64,12 @@ if seconds > 0 then
     table.sort(live)
     local key = table.concat(live, ", ")
     if key ~= last then
-      print(("%5d calls ok, %d failed; answering now: %s"):format(ok, failed, key))
+      print(("%s ok, %d failed; answering now: %s"):format(count(ok, "call", "calls"), failed, key))
       last = key
     end
     moonrpc.sleep(0.02)
   end
-  print(("%d calls ok, %d failed"):format(ok, failed))
+  print(("%s ok, %d failed"):format(count(ok, "call", "calls"), failed))
   if failed > 0 then os.exit(1) end
 end
 xc:close()

@@ -18,6 +18,7 @@ local sched = require "moonrpc.sched"
 local errors = require "moonrpc.errors"
 local registry = require "moonrpc.registry"
 local options = require "moonrpc.options"
+local log = require "moonrpc.log"
 
 local M = {}
 
@@ -88,11 +89,40 @@ local function new_ctx(req)
   return setmetatable({ _req = req }, Ctx)
 end
 
+-- A handler that raises is logged at "error" with its traceback; the
+-- message handler runs where the error was raised, so the traceback shows
+-- the handler's own file:line. It keeps the traceback in `raised` for
+-- run_request to read right after xpcall returns (nothing else runs in
+-- between), and builds it only when the error level is logged.
+local raised
+
+local function trap(e)
+  if log.enabled("error") then
+    local msg = type(e) == "string" and e or errors.handler_message(e)
+    local tb = debug.traceback(msg, 2)
+    -- Below the handler: xpcall, this module and the scheduler.
+    raised = tb:gsub("\n\t%[C%]: in function 'xpcall'.*$", "")
+  end
+  return e
+end
+
+-- One line for the log: which method failed, for whom, and where.
+local function log_raise(req, tb)
+  local service, method = core.req_info(req)
+  local peer = core.req_remote(req) or "?"
+  log.write("error", ("handler %s.%s failed (peer %s): %s"):format(service, method, peer, tb))
+end
+
 -- Runs one request in its coroutine and answers it exactly once.
 local function run_request(handler, req, args)
   local ctx = new_ctx(req)
-  local ok, res, err = pcall(handler, ctx, args)
+  local ok, res, err = xpcall(handler, trap, ctx, args)
   local rmeta = rawget(ctx, "_rmeta")
+  if not ok and raised then
+    local tb = raised
+    raised = nil
+    log_raise(req, tb) -- before the reply: req is valid until answered
+  end
   ctx._done = true
   if not ok then
     core.reply_error(req, errors.handler_message(res), nil, rmeta)

@@ -221,6 +221,8 @@ end
 -- workers: pids ...)", restarts workers that die, and on SIGINT/SIGTERM
 -- unregisters, stops the workers (each drains for up to `o.timeout` s) and
 -- returns. Exits 3 when the workers cannot start, 2 for a bad registry.
+-- `o.ready_file`: written with the address once registered (see
+-- moonrpc.cli.util.ready), removed on the way out.
 function M.supervise(o)
   local moonrpc = require "moonrpc"
   local pool, addr = M.start(o.n, o.listen or "tcp@127.0.0.1:8972", o.argv)
@@ -243,10 +245,13 @@ function M.supervise(o)
   end
   io.write("listening on ", addr, " (", o.n, " workers: pids ", table.concat(pool:pids(), " "), ")\n")
   io.stdout:flush()
+  local util = require "moonrpc.cli.util"
+  util.ready(o.ready_file, addr)
   local stopping = false
   local function stop(name)
     if stopping then return end
     stopping = true
+    util.ready_end(o.ready_file)
     log(name, ": shutting down ", o.n, " workers")
     if reg then
       for _, svc in ipairs(names) do reg:unregister(svc, addr) end

@@ -41,6 +41,7 @@ static lmrpc_ctx_t *ctx_get(lua_State *L, uv_loop_t *loop) {
   memset(ctx, 0, sizeof *ctx);
   ctx->ref_request = ctx->ref_complete = ctx->ref_timer = ctx->ref_push = LUA_NOREF;
   ctx->ref_event = LUA_NOREF;
+  ctx->log_level = 2; /* "info", lserver.c's LOG_INFO */
   lua_newtable(L);
   lua_pushcfunction(L, ctx_gc);
   lua_setfield(L, -2, "__gc");

@@ -39,6 +39,8 @@ typedef struct lmrpc_ctx_s {
   lua_State *main;
   int depth;             /* >0 inside a callback from the loop */
   int closing;           /* lua_close is finalizing: call no Lua */
+  int log_level;         /* moonrpc.log.level as a number (lserver.c's
+                          * LOG_*): the C sink drops messages below it */
   /* The dispatchers, registry refs set by set_dispatchers (lloop.c), which
    * releases a ref when it replaces it; the last ones go with the registry
    * at lua_close. */

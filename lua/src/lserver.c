@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <time.h>
+#include <sys/time.h>
 #include "lbase.h"
 #include "lcodec.h"
 
@@ -86,8 +88,53 @@ static int on_auth(mrpc_req_t *req, const char *token, size_t len, void *udata,
   return ok ? 0 : 1;
 }
 
+/* Log levels, as moonrpc.log numbers them (lua/moonrpc/log.lua). The
+ * core's own levels are 0 info and 1 warning. */
+enum { LOG_DEBUG = 1, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
+static const char *const log_names[] = { "?", "debug", "info", "warn", "error" };
+
+/* Writes one log line to stderr: local time with milliseconds, level,
+ * message ("2025-01-02 15:04:05.123 [warn] moonrpc: ..."). One fprintf, so
+ * lines of several processes sharing stderr do not interleave. */
+static void log_line(int level, const char *msg) {
+  struct timeval tv;
+  struct tm tm;
+  char when[32];
+  time_t secs;
+  gettimeofday(&tv, NULL);
+  secs = tv.tv_sec;
+  localtime_r(&secs, &tm);
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+  if (level < LOG_DEBUG || level > LOG_ERROR) level = LOG_ERROR;
+  fprintf(stderr, "%s.%03d [%s] moonrpc: %s\n", when, (int)(tv.tv_usec / 1000),
+          log_names[level], msg);
+}
+
+/* The core's sink (udata: the state's context): messages below
+ * moonrpc.log.level are dropped. They go to stderr, not to a Lua sink: the
+ * core may log from inside a call that Lua made (a reply that fails to
+ * write), where no Lua state is free to run the sink on. */
 static void log_sink(void *udata, int level, const char *msg) {
-  fprintf(stderr, "moonrpc: %s\n", msg);
+  lmrpc_ctx_t *ctx = udata;
+  int lvl = level <= 0 ? LOG_INFO : LOG_WARN;
+  if (lvl < ctx->log_level) return;
+  log_line(lvl, msg);
+}
+
+/* log_write(level, msg): moonrpc.log's default sink, the same line format
+ * as the core's. */
+static int lmrpc_log_write(lua_State *L) {
+  int level = (int)luaL_checkinteger(L, 1);
+  log_line(level, luaL_checkstring(L, 2));
+  return 0;
+}
+
+/* log_level(level): what moonrpc.log.level = NAME tells the C sink. */
+static int lmrpc_log_level(lua_State *L) {
+  lua_Integer level = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, level >= LOG_DEBUG && level <= LOG_OFF, 1, "log level out of range");
+  lmrpc_ctx(L)->log_level = (int)level;
+  return 0;
 }
 
 /* server_new([opts]) -> server. opts: the named limits, reuseport,
@@ -112,6 +159,7 @@ static int lmrpc_server_new(lua_State *L) {
     lua_pop(L, 1);
   }
   o.log = log_sink;
+  o.log_udata = ctx;
   ls = lua_newuserdatauv(L, sizeof *ls, 0);
   memset(ls, 0, sizeof *ls);
   ls->ctx = ctx;
@@ -405,6 +453,8 @@ static const luaL_Reg funcs[] = {
   {"req_info", lmrpc_req_info},
   {"req_remote", lmrpc_req_remote},
   {"req_meta", lmrpc_req_meta},
+  {"log_write", lmrpc_log_write},
+  {"log_level", lmrpc_log_level},
   {NULL, NULL}
 };
 

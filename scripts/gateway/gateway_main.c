@@ -4,6 +4,7 @@
  *   moonrpc-gateway --registry URL [--listen tcp@127.0.0.1:9981]
  *                   [--selector RoundRobin] [--timeout S] [--group G]
  *                   [--retries N] [--failfast] [--http-idle S] [--conns N]
+ *                   [--ready-file PATH]
  *
  * One port takes rpcx frames from any client and HTTP (rpcx's X-RPCX-*
  * headers, or POST /Service/Method with JSON), and forwards each request
@@ -85,6 +86,19 @@ static void on_signal(uv_signal_t *h, int signum) {
     close_now(app);
 }
 
+/* --ready-file PATH: removed at start, written with the address once
+ * listening (through PATH.tmp and a rename, so a reader never sees a
+ * partial file), removed again at exit. Returns 0 or -1 with errno. */
+static int write_ready(const char *path, const char *where) {
+  char tmp[4096];
+  FILE *f;
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -1;
+  if (!(f = fopen(tmp, "w"))) return -1;
+  fprintf(f, "%s\n", where);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) { remove(tmp); return -1; }
+  return 0;
+}
+
 static int usage(FILE *to, int status) {
   fprintf(to,
           "usage: moonrpc-gateway --registry URL [options]\n"
@@ -103,6 +117,7 @@ static int usage(FILE *to, int status) {
           "                        them (an address with several workers; default 1)\n"
           "      --http-idle SECS  an idle HTTP keep-alive connection is closed after\n"
           "                        this long (default 60)\n"
+          "      --ready-file PATH the address is written to PATH once listening\n"
           "  -h, --help            show this help\n\n"
           "HTTP on the same port:\n"
           "  curl -d '{\"A\":7,\"B\":8}' http://127.0.0.1:9981/Arith/Mul\n"
@@ -122,9 +137,10 @@ int main(int argc, char **argv) {
       {"failfast", no_argument, NULL, 'F'},
       {"http-idle", required_argument, NULL, 'I'},
       {"conns", required_argument, NULL, 'C'},
+      {"ready-file", required_argument, NULL, 'Y'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *address = "tcp@127.0.0.1:9981", *url = NULL, *network;
+  const char *address = "tcp@127.0.0.1:9981", *url = NULL, *network, *ready = NULL;
   char rest[512], where[512], *end;
   mrpc_gateway_opts_t go;
   app_t app;
@@ -136,6 +152,7 @@ int main(int argc, char **argv) {
   while ((ch = getopt_long(argc, argv, "l:r:s:t:g:h", longopts, NULL)) != -1) {
     switch (ch) {
     case 'l': address = optarg; break;
+    case 'Y': ready = optarg; break;
     case 'r': url = optarg; break;
     case 's': go.selector = optarg; break;
     case 'g': go.group = optarg; break;
@@ -199,6 +216,7 @@ int main(int argc, char **argv) {
   uv_signal_init(&app.loop, &app.sigint);
   uv_signal_init(&app.loop, &app.sigterm);
   app.sigint.data = app.sigterm.data = &app;
+  if (ready) remove(ready);
   r = mrpc_server_new(&app.loop, NULL, &app.srv);
   if (r == 0) r = mrpc_gateway_new(&app.loop, app.srv, app.reg, &go, &app.gw);
   if (r == 0) r = mrpc_server_listen(app.srv, network, rest);
@@ -208,12 +226,14 @@ int main(int argc, char **argv) {
   if (r == 0) {
     printf("gateway listening on %s (registry %s)\n", where, url);
     fflush(stdout);
+    if (ready && write_ready(ready, where) < 0) perror("moonrpc-gateway: --ready-file");
   } else {
     fprintf(stderr, "moonrpc-gateway: cannot serve on %s: %s (%s)\n", address,
             mrpc_strerror(r), mrpc_err_name(r));
     close_now(&app);
   }
   uv_run(&app.loop, UV_RUN_DEFAULT);
+  if (ready) remove(ready);
   if (uv_loop_close(&app.loop) < 0) {
     fprintf(stderr, "moonrpc-gateway: handles left open at exit\n");
     return 1;

@@ -1,7 +1,7 @@
 -- moonrpc echo: the Echo.Echo service that `moonrpc bench` calls.
 
 local USAGE = [[
-usage: moonrpc echo [--lua] [--listen ADDR] [--workers N|auto]
+usage: moonrpc echo [--lua] [--listen ADDR] [--workers N|auto] [--ready-file PATH]
 
 Serves Echo.Echo, which sends back what it gets, for benchmarks: with a C
 handler (the moonrpc-echo program, default) or with a Lua handler (--lua),
@@ -11,6 +11,8 @@ program, or N worker processes of the Lua one under a supervisor (as
 moonrpc serve --workers). The Lua one also serves Echo.Memory, the Lua
 state's memory in KiB after a full collection (moonrpc bench --lua-memory
 samples it; with --workers, that of the worker the connection reached).
+--ready-file PATH: the address is written to PATH once it listens
+(removed at start; moonrpc wait PATH waits for it).
 
 examples:
   moonrpc echo --listen tcp@127.0.0.1:8972 &
@@ -23,15 +25,21 @@ examples:
 return function(args, util)
   local die, getopts, find_exe, exec = util.die, util.getopts, util.find_exe, util.exec
   local opts = getopts(args, { listen = "value", lua = "flag", workers = "value",
-                               reuseport = "flag", help = "flag" })
+                               reuseport = "flag", help = "flag", ["ready-file"] = "value" })
   if opts.help then io.write(USAGE); os.exit(0) end
+  local ready_file = opts["ready-file"]
+  util.ready_start(ready_file)
   local listen = opts.listen or "tcp@127.0.0.1:8972"
   local workers = require "moonrpc.workers"
   local n = workers.count(opts.workers)
   if not n then die(2, "--workers takes a count or 'auto', not '", opts.workers, "'") end
-  if not opts.lua then exec(find_exe("moonrpc-echo"), { "--listen", listen, "--workers", tostring(n) }) end
+  if not opts.lua then
+    local argv = { "--listen", listen, "--workers", tostring(n) }
+    if ready_file then argv[#argv + 1] = "--ready-file"; argv[#argv + 1] = ready_file end
+    exec(find_exe("moonrpc-echo"), argv)
+  end
   if n > 1 then
-    return workers.supervise{ n = n, listen = listen, timeout = 5, argv = function(l)
+    return workers.supervise{ n = n, listen = listen, timeout = 5, ready_file = ready_file, argv = function(l)
       return workers.self_argv({ "echo", "--lua", "--listen", l, "--reuseport" })
     end }
   end
@@ -56,6 +64,7 @@ return function(args, util)
   if not addr then die(3, tostring(e)) end
   io.write("listening on ", addr, " (Lua handler)\n")
   io.stdout:flush()
+  util.ready(ready_file, addr)
   if workers.me() then workers.watch_parent(function() s:close() end) end
   moonrpc.run()
 end

@@ -5,7 +5,7 @@
 local USAGE = [[
 usage: moonrpc gateway --registry URL [--listen ADDR] [--selector NAME]
                        [--timeout S] [--group NAME] [--retries N] [--failfast]
-                       [--http-idle S] [--conns N]
+                       [--http-idle S] [--conns N] [--ready-file PATH]
 
 Takes rpcx frames from any client and HTTP calls on one port (ADDR, default
 tcp@127.0.0.1:9981) and forwards each to an instance of its service listed
@@ -23,7 +23,8 @@ any payload. An idle keep-alive connection is closed after --http-idle
 seconds (default 60); a request that has not all come 30 s after its first
 byte gets 408. --conns N opens N connections to each instance and spreads
 calls over them (default 1), so an address served by several workers
-(moonrpc serve --workers) uses them all.
+(moonrpc serve --workers) uses them all. --ready-file PATH: the address
+is written to PATH once listening (moonrpc wait PATH waits for it).
 
 examples:
   moonrpc gateway --listen tcp@127.0.0.1:9981 --registry redis://127.0.0.1:6379/rpcx
@@ -33,11 +34,13 @@ examples:
 
 return function(args, util)
   local opts = util.getopts(args, { listen = "value", registry = "value", selector = "value",
-    timeout = "value", group = "value", retries = "value", failfast = "flag", ["http-idle"] = "value", conns = "value", help = "flag" })
+    timeout = "value", group = "value", retries = "value", failfast = "flag", ["http-idle"] = "value", conns = "value", help = "flag",
+    ["ready-file"] = "value" })
   if opts.help then io.write(USAGE); os.exit(0) end
   if not opts.registry then util.die(2, "gateway needs --registry URL (moonrpc gateway --help)") end
   local argv = {}
-  for _, name in ipairs { "listen", "registry", "selector", "timeout", "group", "retries", "http-idle", "conns" } do
+  for _, name in ipairs { "listen", "registry", "selector", "timeout", "group", "retries", "http-idle", "conns",
+                        "ready-file" } do
     if opts[name] then
       argv[#argv + 1] = "--" .. name
       argv[#argv + 1] = opts[name]

@@ -3,6 +3,7 @@
 local USAGE = [[
 usage: moonrpc serve FILE.lua [SCRIPT ARGS...] [--listen ADDR] [--registry URL]
                      [--ttl S] [--shutdown-timeout S] [--workers N|auto]
+                     [--ready-file PATH]
 
 Runs a service script. The script gets the server as its first argument
 (then SCRIPT ARGS) and either returns a table of services,
@@ -13,7 +14,10 @@ prints "listening on ADDR". With --registry it registers every service
 there under a lease of --ttl seconds (default 10). Nothing is restarted on
 its own: a handler's error is that call's error reply. SIGINT or SIGTERM
 stops it gracefully: it unregisters, lets calls in flight finish (at most
---shutdown-timeout seconds, default 10), and exits 0.
+--shutdown-timeout seconds, default 10), and exits 0. --ready-file PATH:
+the address is written to PATH once the server listens and has registered
+(PATH is removed at start and on a graceful stop), so a script can wait for
+it: `moonrpc wait PATH`.
 
 --workers N runs N worker processes (auto: one per CPU) on the one address,
 with SO_REUSEPORT: the kernel spreads connections over them. FILE runs once
@@ -33,9 +37,12 @@ examples:
 return function(args, util)
   local die, getopts = util.die, util.getopts
   local opts, pos = getopts(args, { listen = "value", registry = "value", ttl = "value",
-    ["shutdown-timeout"] = "value", workers = "value", reuseport = "flag", help = "flag" })
+    ["shutdown-timeout"] = "value", workers = "value", reuseport = "flag", help = "flag",
+    ["ready-file"] = "value" })
   if opts.help then io.write(USAGE); os.exit(0) end
   if not pos[1] then io.stderr:write(USAGE); os.exit(2) end
+  local ready_file = opts["ready-file"]
+  util.ready_start(ready_file)
   local workers = require "moonrpc.workers"
   local n = workers.count(opts.workers)
   if not n then die(2, "--workers takes a count or 'auto', not '", opts.workers, "'") end
@@ -44,7 +51,7 @@ return function(args, util)
     for _, a in ipairs(pos) do rest[#rest + 1] = a end
     local timeout = tonumber(opts["shutdown-timeout"] or 10)
     return workers.supervise{ n = n, listen = opts.listen, registry = opts.registry,
-      ttl = tonumber(opts.ttl or 10), timeout = timeout,
+      ttl = tonumber(opts.ttl or 10), timeout = timeout, ready_file = ready_file,
       argv = function(listen)
         return workers.self_argv(rest, { "--listen", listen, "--reuseport",
                                          "--shutdown-timeout", tostring(timeout) })
@@ -72,9 +79,11 @@ return function(args, util)
   if reg_err then io.stderr:write("moonrpc: registry: ", tostring(reg_err), " (retrying)\n") end
   io.write("listening on ", addr, "\n")
   io.stdout:flush()
+  util.ready(ready_file, addr)
   -- SIGINT/SIGTERM: unregister, let calls in flight finish, close.
   local function stop(name)
     io.stderr:write("moonrpc: ", name, ": shutting down\n")
+    util.ready_end(ready_file)
     s:shutdown(tonumber(opts["shutdown-timeout"] or 10))
     if reg then reg:close() end
   end

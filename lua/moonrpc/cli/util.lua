@@ -154,5 +154,29 @@ function M.parse_args(s)
   return v
 end
 
+-- --ready-file PATH: a server command removes PATH when it starts (a file
+-- left by an earlier run must not pass for this one), writes its address
+-- there once it listens (and has registered), and removes it again when it
+-- stops gracefully. The address is written to PATH.tmp and renamed, so a
+-- reader never sees a partial file: `until [ -s PATH ]` or
+-- `moonrpc wait PATH` waits for it.
+function M.ready_start(path)
+  if path then os.remove(path) end
+end
+
+function M.ready(path, addr)
+  if not path then return end
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "w")
+  if not f then M.die(3, "--ready-file: ", err) end
+  f:write(addr, "\n")
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then os.remove(tmp); M.die(3, "--ready-file: ", rerr) end
+end
+
+function M.ready_end(path)
+  if path then os.remove(path) end
+end
 
 return M
