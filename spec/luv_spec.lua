@@ -217,6 +217,18 @@ describe("moonrpc on a luv loop", function()
     assert.are.equal("", err)
   end)
 
+  it("runs the README's luv example to its end", function()
+    local f = assert(io.open(S.spec_dir .. "/../README.md", "r"))
+    local text = f:read("a")
+    f:close()
+    local block = text:match("## On a luv loop.-```lua\n(.-)```")
+    assert(block, "README.md has no Lua block under \"On a luv loop\"")
+    local rc, out, err = run_script(block)
+    assert.are.equal(0, rc, err)
+    assert.matches("42\n", out)
+    assert.are.equal("", err)
+  end)
+
   it("changes nothing for a script that does not use luv", function()
     local rc, out, err = run_script([[
       local moonrpc = require "moonrpc"
