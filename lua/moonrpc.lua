@@ -52,6 +52,31 @@ local M = {
   log = log,            -- log.level = "warn", log.sink = function(level, msg) end
 }
 
+--- use_loop(uv): run moonrpc on luv's loop (uv = require "luv"), so that
+-- luv's handles and moonrpc's calls interleave in one uv.run(). Call it
+-- before moonrpc creates anything (a server, a client, a timer, run()).
+-- Also takes a light userdata, the uv_loop_t * of another libuv host.
+-- The loop stays the host's: moonrpc never closes it. Inside uv.run(),
+-- moonrpc's callbacks run from luv's run, as luv's own do; waiting there
+-- must yield, so waits belong in moonrpc.spawn coroutines and handlers.
+function M.use_loop(uv)
+  local ptr, err = uv, nil
+  if type(uv) == "table" then
+    if type(uv.run) ~= "function" or type(uv.new_timer) ~= "function" then
+      error("moonrpc.use_loop: expects the luv module (require \"luv\") or a uv_loop_t * light userdata", 2)
+    end
+    ptr, err = core.luv_loop(uv)
+    if not ptr then error("moonrpc.use_loop: " .. err, 2) end
+  elseif type(uv) ~= "userdata" then
+    error("moonrpc.use_loop: expects the luv module (require \"luv\") or a uv_loop_t * light userdata", 2)
+  end
+  local ok, e = pcall(core.use_loop, ptr)
+  if not ok then error(e, 2) end
+  if type(uv) == "table" and type(uv.loop_mode) == "function" then
+    sched.host_running = function() return uv.loop_mode() ~= nil end
+  end
+end
+
 for k in pairs(xclient.fail_modes) do M[k] = k end
 for k in pairs(xclient.selectors) do M[k] = k end
 

@@ -180,7 +180,17 @@ end
 -- create) resumed by moonrpc code, such as a handler: a wait inside it
 -- cannot yield to us (the yield would go to whoever resumed it), so the
 -- message says what to do instead.
+-- On a host's loop (moonrpc.use_loop), the host's callbacks are not ours:
+-- `host_running`, set by use_loop, tells whether the host is inside its run
+-- (uv.run()), where running the loop again would nest uv_run.
+M.host_running = nil
+
 local function must_not_block(level)
+  if M.host_running and M.host_running() then
+    error("moonrpc: cannot block inside uv.run() (a luv callback or the code it " ..
+          "runs): luv is already running the loop; wait from a coroutine " ..
+          "(moonrpc.spawn) or a handler instead", level + 1)
+  end
   if not core.in_callback() then return end
   if running() and not M.in_ours() then
     error("moonrpc: cannot wait inside your own coroutine while moonrpc runs it " ..

@@ -29,30 +29,31 @@ static int ctx_gc(lua_State *L) {
   return 0;
 }
 
-static lmrpc_ctx_t *ctx_get(lua_State *L, uv_loop_t *loop) {
+/* The context is made on first use; its loop only when something needs
+ * one (`want_loop`), so that require "moonrpc", which sets the dispatchers,
+ * leaves room for lmrpc_set_loop to hand in the host's loop afterwards. */
+static lmrpc_ctx_t *ctx_get(lua_State *L, int want_loop) {
   lmrpc_ctx_t *ctx;
   if (lua_getfield(L, LUA_REGISTRYINDEX, LMRPC_CTX_KEY) == LUA_TUSERDATA) {
     ctx = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    return ctx;
-  }
-  lua_pop(L, 1);
-  ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
-  memset(ctx, 0, sizeof *ctx);
-  ctx->ref_request = ctx->ref_complete = ctx->ref_timer = ctx->ref_push = LUA_NOREF;
-  ctx->ref_event = LUA_NOREF;
-  ctx->log_level = 2; /* "info", lserver.c's LOG_INFO */
-  lua_newtable(L);
-  lua_pushcfunction(L, ctx_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, LMRPC_CTX_KEY);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  ctx->main = ctx->L = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  if (loop) {
-    ctx->loop = loop;
   } else {
+    lua_pop(L, 1);
+    ctx = lua_newuserdatauv(L, sizeof *ctx, 0);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->ref_request = ctx->ref_complete = ctx->ref_timer = ctx->ref_push = LUA_NOREF;
+    ctx->ref_event = LUA_NOREF;
+    ctx->log_level = 2; /* "info", lserver.c's LOG_INFO */
+    lua_newtable(L);
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, LMRPC_CTX_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    ctx->main = ctx->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  }
+  if (want_loop && !ctx->loop && !ctx->closing) {
     if (uv_loop_init(&ctx->own) < 0) luaL_error(L, "moonrpc: cannot create a loop");
     ctx->loop = &ctx->own;
     ctx->owns_loop = 1;
@@ -60,13 +61,14 @@ static lmrpc_ctx_t *ctx_get(lua_State *L, uv_loop_t *loop) {
   return ctx;
 }
 
-lmrpc_ctx_t *lmrpc_ctx(lua_State *L) { return ctx_get(L, NULL); }
+lmrpc_ctx_t *lmrpc_ctx(lua_State *L) { return ctx_get(L, 1); }
+
+lmrpc_ctx_t *lmrpc_ctx_noloop(lua_State *L) { return ctx_get(L, 0); }
 
 int lmrpc_set_loop(lua_State *L, uv_loop_t *loop) {
-  int t = lua_getfield(L, LUA_REGISTRYINDEX, LMRPC_CTX_KEY);
-  lua_pop(L, 1);
-  if (t == LUA_TUSERDATA) return MRPC_EBUSY;
-  ctx_get(L, loop);
+  lmrpc_ctx_t *ctx = ctx_get(L, 0);
+  if (ctx->loop || ctx->closing) return MRPC_EBUSY;
+  ctx->loop = loop;
   return 0;
 }
 

@@ -31,7 +31,8 @@
 
 typedef struct lmrpc_ctx_s {
   uv_loop_t *loop;       /* the loop every object of this state uses: the
-                          * host's, or &own; NULL once ctx_gc has run */
+                          * host's, or &own; NULL until first needed and
+                          * once ctx_gc has run */
   uv_loop_t own;         /* storage when we created the loop ourselves;
                           * closed by the context's __gc (ctx_gc) */
   int owns_loop;
@@ -50,18 +51,26 @@ typedef struct lmrpc_ctx_s {
   int ref_push;          /* Lua: push(client_id, service, method, value, meta) */
   int ref_event;         /* Lua: event(id, ...) for repeating callbacks (watches) */
   mrpc_buf_t enc;        /* reused encode buffer; freed by ctx_gc */
+  struct ltimer_s *timers; /* lloop.c's pending one-shot timers, linked
+                          * through their own next/prev, so that they can be
+                          * closed before a host's loop is torn down */
   struct lmrpc_pcall_s *free_calls; /* lclient.c's pool of pending-call
                           * records, linked through their first member;
                           * each freed by ctx_gc */
 } lmrpc_ctx_t;
 
-/* Tells the binding to use `loop` (owned by the host) for state L. Must be
- * called before require "moonrpc" creates anything. 0, or MRPC_EBUSY when the
- * state already has a loop. */
+/* Tells the binding to use `loop` (owned by the host, who closes it) for
+ * state L. Must be called before the binding creates its first object or
+ * runs its loop (require "moonrpc" alone creates none). 0, or MRPC_EBUSY
+ * when the state already has a loop. */
 int lmrpc_set_loop(lua_State *L, uv_loop_t *loop);
 
 /* Returns the context of L, creating it (and a loop) on first use. */
 lmrpc_ctx_t *lmrpc_ctx(lua_State *L);
+
+/* The same without creating a loop: ctx->loop may be NULL. For what does
+ * not touch the loop (dispatchers, the log level, in_callback). */
+lmrpc_ctx_t *lmrpc_ctx_noloop(lua_State *L);
 
 /* Calls the function on the top of ctx->L's stack with `nargs` arguments
  * below it, as a callback from the loop: protected, errors logged. */

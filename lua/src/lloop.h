@@ -11,7 +11,7 @@
 
 /* Adds to the module table on top of the stack:
  *   run([mode]), stop(), now(), hrtime(), in_callback(), loop_pointer(),
- *   use_loop(ptr), set_dispatchers(request, complete, timer, push, event),
+ *   use_loop(ptr), luv_loop(uv), set_dispatchers(request, complete, timer, push, event),
  *   timer_start(ms, id [, weak]), timer_stop(handle). */
 void lmrpc_loop_open(lua_State *L);
 

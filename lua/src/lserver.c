@@ -133,7 +133,7 @@ static int lmrpc_log_write(lua_State *L) {
 static int lmrpc_log_level(lua_State *L) {
   lua_Integer level = luaL_checkinteger(L, 1);
   luaL_argcheck(L, level >= LOG_DEBUG && level <= LOG_OFF, 1, "log level out of range");
-  lmrpc_ctx(L)->log_level = (int)level;
+  lmrpc_ctx_noloop(L)->log_level = (int)level;
   return 0;
 }
 

@@ -10,6 +10,7 @@ MOONRPC_PACKAGES=(
   libedit-dev
   lua-busted lua-socket lua-dkjson
   etcd-server etcd-client redis-server
+  lua-luv lua-luv-dev
 )
 
 moonrpc_missing_packages() {
