@@ -145,3 +145,6 @@ if(MRPC_INSTALL_CORE)
   add_test(NAME install_check COMMAND ${CMAKE_SOURCE_DIR}/spec/tools/install_check.sh ${CMAKE_BINARY_DIR})
   set_tests_properties(install_check PROPERTIES TIMEOUT 120)
 endif()
+
+# libFuzzer harnesses, built with clang apart from this build (spec/fuzz/).
+include(${CMAKE_SOURCE_DIR}/spec/fuzz/fuzz.cmake)
