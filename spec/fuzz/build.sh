@@ -39,6 +39,11 @@ compile() {
     local o="$dir/$(echo "${f#"$src"/}" | tr / _).o"
     if [ ! -f "$o" ] || [ "$f" -nt "$o" ]; then todo+=("$f:$o"); fi
   done <"$list"
+  # An object whose source is gone goes too.
+  for o in "$dir"/*.o; do
+    [ -e "$o" ] || continue
+    grep -qxF "$(basename "$o" .o)" <(sed "s|^$src/||; s|/|_|g; s|\.c\$|.c|" "$list") || rm -f "$o"
+  done
   [ ${#todo[@]} -eq 0 ] && return 0
   printf '%s\n' "${todo[@]}" | xargs -P"${FUZZ_JOBS:-2}" -I{} sh -c \
     'f=${1%%:*}; o=${1#*:}; '"$CC $CFLAGS"' -fsanitize=fuzzer-no-link -c "$f" -o "$o"' _ {}
@@ -48,9 +53,16 @@ find "$src/core/src" -name '*.c' | sort >"$out/obj/core.list"
 find "$src/lua/src" -name '*.c' | sort >"$out/obj/lua.list"
 compile "$out/obj/core.list" "$out/obj/core"
 compile "$out/obj/lua.list" "$out/obj/lua"
-rm -f "$out/libcore.a" "$out/liblua.a"
-ar rcs "$out/libcore.a" "$out"/obj/core/*.o
-ar rcs "$out/liblua.a" "$out"/obj/lua/*.o
+# An archive is remade only when one of its objects changed (or one went),
+# so that the harnesses are relinked only then.
+for part in core lua; do
+  a=$out/lib$part.a
+  if [ ! -f "$a" ] || [ -n "$(find "$out/obj/$part" -name '*.o' -newer "$a" -print -quit)" ] ||
+     [ "$(ar t "$a" | wc -l)" -ne "$(find "$out/obj/$part" -name '*.o' | wc -l)" ]; then
+    rm -f "$a"
+    ar rcs "$a" "$out"/obj/$part/*.o
+  fi
+done
 
 for h in "$src"/spec/fuzz/fuzz_*.c; do
   name=$(basename "$h" .c)
