@@ -44,13 +44,20 @@ static cJSON *from_obj(const msgpack_object *o, unsigned depth, unsigned max_dep
     if (!(j = cJSON_CreateObject())) return NULL;
     for (i = 0; i < o->via.map.size; i++) {
       const msgpack_object_kv *kv = &o->via.map.ptr[i];
-      char key[256];
-      if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size >= sizeof key) goto fail;
-      if (kv->key.via.str.size) /* an empty key's ptr may be NULL */
-        memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
-      key[kv->key.via.str.size] = 0;
-      if (!(v = from_obj(&kv->val, depth + 1, max_depth))) goto fail;
-      cJSON_AddItemToObject(j, key, v);
+      char small[256], *key = small;
+      uint32_t kn;
+      if (kv->key.type != MSGPACK_OBJECT_STR) goto fail;
+      /* A key of any length, as JSON has: one past the stack buffer is
+       * copied to the heap (the input's size bounds it). */
+      kn = kv->key.via.str.size;
+      if (kn >= sizeof small && !(key = malloc((size_t)kn + 1))) goto fail;
+      if (kn) /* an empty key's ptr may be NULL */
+        memcpy(key, kv->key.via.str.ptr, kn);
+      key[kn] = 0;
+      v = from_obj(&kv->val, depth + 1, max_depth);
+      if (v) cJSON_AddItemToObject(j, key, v);
+      if (key != small) free(key);
+      if (!v) goto fail;
     }
     return j;
   default:

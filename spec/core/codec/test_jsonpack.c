@@ -75,10 +75,32 @@ static void test_empty_key_memcpy_null(void) {
   report("empty_key_memcpy_null");
 }
 
+/* Bug: a map key of 256 bytes or more was refused in msgpack while JSON
+ * took it, so a JSON request's tree written as msgpack did not read back
+ * (fuzz_regsrv's round trip). Keys of any length now decode. */
+static void test_long_key_refused_in_msgpack(void) {
+  char key[301], json[400];
+  cJSON *j, *back;
+  mrpc_buf_t b = {0};
+  memset(key, 'k', 300);
+  key[300] = 0;
+  snprintf(json, sizeof json, "{\"%s\":[1,\"x\"]}", key);
+  j = mrpc__json_decode(json, strlen(json), MRPC_SERIALIZE_JSON, 64);
+  CHECK(j && mrpc__json_to_msgpack(j, &b, 64) == 0);
+  back = mrpc__msgpack_to_json(b.data, b.len, 64);
+  CHECK(back && cJSON_Compare(j, back, 1));
+  CHECK(cJSON_GetObjectItemCaseSensitive(back, key) != NULL);
+  cJSON_Delete(j);
+  cJSON_Delete(back);
+  mrpc_buf_free(&b);
+  report("long_key_refused_in_msgpack");
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   (void)argv;
   test_huge_count_allocates_gigabytes();
   test_empty_key_memcpy_null();
+  test_long_key_refused_in_msgpack();
   return finish();
 }
