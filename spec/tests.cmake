@@ -156,3 +156,6 @@ if(MRPC_BUILD_LUA)
   set_tests_properties(readme_blocks PROPERTIES TIMEOUT 600 RESOURCE_LOCK readme_ports
     ENVIRONMENT "MOONRPC_BUILD=${CMAKE_BINARY_DIR}")
 endif()
+
+# libFuzzer harnesses, built with clang apart from this build (spec/fuzz/).
+include(${CMAKE_SOURCE_DIR}/spec/fuzz/fuzz.cmake)

@@ -8,6 +8,7 @@ MOONRPC_PACKAGES=(
   libuv1-dev libmsgpack-dev zlib1g-dev libcjson-dev
   libcurl4-openssl-dev libhiredis-dev
   libedit-dev
+  clang libclang-rt-14-dev
   lua-busted lua-socket lua-dkjson
   etcd-server etcd-client redis-server
   lua-luv lua-luv-dev

@@ -26,10 +26,14 @@ char *mrpc__b64_enc(const char *s, size_t n) {
   return out;
 }
 
-/* Decodes `s` into a fresh NUL-terminated string; NULL if not base64. */
+/* Decodes `s` into a fresh NUL-terminated string; NULL if not base64.
+ * Padding may be missing (Go's RawStdEncoding); what follows a '=' must be
+ * '=' too. The output takes at most 3 bytes per 4 characters, and up to
+ * 2 more for a last group without its padding ("pVwPWE=": 7 characters,
+ * 4 bytes), then the NUL. */
 char *mrpc__b64_dec(const char *s) {
   size_t n = strlen(s), i;
-  char *out = malloc(n / 4 * 3 + 1), *o = out;
+  char *out = malloc(n / 4 * 3 + 3), *o = out;
   uint32_t v = 0;
   int bits = 0;
   if (!out) return NULL;
@@ -45,6 +49,11 @@ char *mrpc__b64_dec(const char *s) {
       *o++ = (char)(v >> bits & 0xff);
     }
   }
+  for (; i < n; i++)
+    if (s[i] != '=') {
+      free(out);
+      return NULL;
+    }
   *o = 0;
   return out;
 }

@@ -14,7 +14,9 @@
 
 /* Decodes one msgpack value filling exactly `len` bytes into a new cJSON
  * tree (the caller deletes it). NULL when the bytes are not one msgpack
- * value, hold a non-string map key or an ext, or nest past max_depth. */
+ * value, hold a non-string map key or an ext, nest past max_depth, or
+ * announce an array or map of more elements than bytes are left (checked
+ * before anything is allocated for them). */
 cJSON *mrpc__msgpack_to_json(const char *data, size_t len, unsigned max_depth);
 
 /* Appends the msgpack encoding of `j` to `out`: integral numbers as

@@ -44,12 +44,20 @@ static cJSON *from_obj(const msgpack_object *o, unsigned depth, unsigned max_dep
     if (!(j = cJSON_CreateObject())) return NULL;
     for (i = 0; i < o->via.map.size; i++) {
       const msgpack_object_kv *kv = &o->via.map.ptr[i];
-      char key[256];
-      if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size >= sizeof key) goto fail;
-      memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
-      key[kv->key.via.str.size] = 0;
-      if (!(v = from_obj(&kv->val, depth + 1, max_depth))) goto fail;
-      cJSON_AddItemToObject(j, key, v);
+      char small[256], *key = small;
+      uint32_t kn;
+      if (kv->key.type != MSGPACK_OBJECT_STR) goto fail;
+      /* A key of any length, as JSON has: one past the stack buffer is
+       * copied to the heap (the input's size bounds it). */
+      kn = kv->key.via.str.size;
+      if (kn >= sizeof small && !(key = malloc((size_t)kn + 1))) goto fail;
+      if (kn) /* an empty key's ptr may be NULL */
+        memcpy(key, kv->key.via.str.ptr, kn);
+      key[kn] = 0;
+      v = from_obj(&kv->val, depth + 1, max_depth);
+      if (v) cJSON_AddItemToObject(j, key, v);
+      if (key != small) free(key);
+      if (!v) goto fail;
     }
     return j;
   default:
@@ -60,10 +68,58 @@ fail:
   return NULL;
 }
 
+/* Walks the msgpack value at p[0..end) without building it: the end of the
+ * value, or NULL when it is truncated, nests past max_depth (the top value
+ * is at depth 1, as in from_obj), holds an ext (refused by from_obj anyway)
+ * or announces more elements than bytes are left (each takes one at
+ * least). msgpack-c's unpacker allocates an array's or map's elements from
+ * the count alone, so six bytes announcing 2^32 - 1 elements would make it
+ * ask for gigabytes: this walk runs first and bounds its allocations by the
+ * input's size. */
+static const unsigned char *mp_walk(const unsigned char *p, const unsigned char *end,
+                                    unsigned depth, unsigned max_depth) {
+  uint64_t n = 0, i;
+  size_t w = 0; /* bytes of the length or count that follows the type byte */
+  int kind;     /* 0: a scalar of w bytes, 1: str/bin, 2: array, 3: map */
+  unsigned char b;
+  if (depth > max_depth || p >= end) return NULL;
+  b = *p++;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) return p;
+  if (b >= 0xa0 && b <= 0xbf) kind = 1, n = b & 31;
+  else if (b >= 0x90 && b <= 0x9f) kind = 2, n = b & 15;
+  else if (b >= 0x80 && b <= 0x8f) kind = 3, n = b & 15;
+  else switch (b) {
+  case 0xcc: case 0xd0: kind = 0, w = 1; break;
+  case 0xcd: case 0xd1: kind = 0, w = 2; break;
+  case 0xca: case 0xce: case 0xd2: kind = 0, w = 4; break;
+  case 0xcb: case 0xcf: case 0xd3: kind = 0, w = 8; break;
+  case 0xc4: case 0xd9: kind = 1, w = 1; break;
+  case 0xc5: case 0xda: kind = 1, w = 2; break;
+  case 0xc6: case 0xdb: kind = 1, w = 4; break;
+  case 0xdc: kind = 2, w = 2; break;
+  case 0xdd: kind = 2, w = 4; break;
+  case 0xde: kind = 3, w = 2; break;
+  case 0xdf: kind = 3, w = 4; break;
+  default: return NULL; /* 0xc1, and every ext */
+  }
+  if ((size_t)(end - p) < w) return NULL;
+  if (kind == 0) return p + w;
+  for (i = 0; i < w; i++) n = n << 8 | p[i];
+  p += w;
+  if (kind == 3) n *= 2;
+  if (n > (uint64_t)(end - p)) return NULL;
+  if (kind == 1) return p + n;
+  for (i = 0; i < n; i++)
+    if (!(p = mp_walk(p, end, depth + 1, max_depth))) return NULL;
+  return p;
+}
+
 cJSON *mrpc__msgpack_to_json(const char *data, size_t len, unsigned max_depth) {
   msgpack_unpacked u;
   size_t off = 0;
   cJSON *j = NULL;
+  const unsigned char *u8 = (const unsigned char *)data;
+  if (!data || mp_walk(u8, u8 + len, 1, max_depth) != u8 + len) return NULL;
   msgpack_unpacked_init(&u);
   if (msgpack_unpack_next(&u, data, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len)
     j = from_obj(&u.data, 1, max_depth);
