@@ -40,15 +40,21 @@ typedef struct worker_s {
   uv_async_t wake;     /* other threads ask this loop to stop through it */
   mrpc_server_t *srv;  /* NULL once mrpc_server_close was called */
   uv_thread_t thread;  /* not used for worker 0, which is the main thread */
-  int stopping;        /* written by the main thread before wake is sent */
-  int now;             /* a second signal: close at once */
-  uv_signal_t *sigs;   /* worker 0 only: the two signal watches, closed with it */
+  int now;             /* a second signal: close at once (set by the main
+                          thread before it wakes this loop; atomic) */
+  struct app_s *app;
+  int inited;          /* its loop and handles exist */
 } worker_t;
 
 typedef struct app_s {
   worker_t w[MAX_WORKERS];
   int n;
-  uv_signal_t sigs[2]; /* SIGINT and SIGTERM, on worker 0's loop */
+  uv_signal_t sigs[2]; /* SIGINT and SIGTERM, on worker 0's loop; closed once
+                          every worker is done, so a second signal during
+                          the drain still reaches us */
+  uv_async_t done;     /* on worker 0's loop: another worker has finished */
+  int finished;        /* workers 1.. whose loop has ended (atomic) */
+  int threads;         /* workers 1.. running in threads */
   int signals;
 } app_t;
 
@@ -60,16 +66,26 @@ static void on_echo(mrpc_req_t *req, void *udata) {
 }
 
 /* Closes what worker `w` still has open, on its own loop's thread. */
-static void close_now(worker_t *w) {
+/* On worker 0's loop: once worker 0 is closed and every other worker has
+ * finished, the signal watches and the done handle go, and the loop ends. */
+static void maybe_close_main(app_t *app) {
   int i;
+  if (app->w[0].srv || __atomic_load_n(&app->finished, __ATOMIC_ACQUIRE) < app->threads) return;
+  for (i = 0; i < 2; i++)
+    if (!uv_is_closing((uv_handle_t *)&app->sigs[i])) uv_close((uv_handle_t *)&app->sigs[i], NULL);
+  if (!uv_is_closing((uv_handle_t *)&app->done)) uv_close((uv_handle_t *)&app->done, NULL);
+}
+
+static void on_done(uv_async_t *a) { maybe_close_main(a->data); }
+
+static void close_now(worker_t *w) {
   if (!uv_is_closing((uv_handle_t *)&w->wake)) uv_close((uv_handle_t *)&w->wake, NULL);
-  for (i = 0; w->sigs && i < 2; i++)
-    if (!uv_is_closing((uv_handle_t *)&w->sigs[i])) uv_close((uv_handle_t *)&w->sigs[i], NULL);
   if (w->srv) {
     mrpc_server_t *s = w->srv;
     w->srv = NULL;
     mrpc_server_close(s, NULL, NULL);
   }
+  if (w == &w->app->w[0]) maybe_close_main(w->app);
 }
 
 static void on_shutdown(mrpc_server_t *s, void *udata) { close_now(udata); }
@@ -77,7 +93,7 @@ static void on_shutdown(mrpc_server_t *s, void *udata) { close_now(udata); }
 /* On w's thread: a graceful shutdown, or a close when asked twice. A failed
  * shutdown never runs its callback, so close here instead. */
 static void stop_worker(worker_t *w) {
-  if (w->now || !w->srv || mrpc_server_shutdown(w->srv, SHUTDOWN_TIMEOUT_MS, on_shutdown, w) < 0)
+  if (__atomic_load_n(&w->now, __ATOMIC_ACQUIRE) || !w->srv || mrpc_server_shutdown(w->srv, SHUTDOWN_TIMEOUT_MS, on_shutdown, w) < 0)
     close_now(w);
 }
 
@@ -87,10 +103,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   app_t *app = h->data;
   int i;
   app->signals++;
-  for (i = 0; i < app->n; i++) {
-    app->w[i].stopping = 1;
-    app->w[i].now = app->signals > 1;
-  }
+  for (i = 0; i < app->n; i++) __atomic_store_n(&app->w[i].now, app->signals > 1, __ATOMIC_RELEASE);
   stop_worker(&app->w[0]);
   for (i = 1; i < app->n; i++) uv_async_send(&app->w[i].wake);
 }
@@ -98,6 +111,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 static void run_worker(void *arg) {
   worker_t *w = arg;
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  __atomic_add_fetch(&w->app->finished, 1, __ATOMIC_RELEASE);
+  uv_async_send(&w->app->done);
 }
 
 /* Sets up worker `w` on its loop, listening on network/address. */
@@ -107,8 +122,18 @@ static int start_worker(worker_t *w, int reuseport, const char *network, const c
   memset(&o, 0, sizeof o);
   o.reuseport = reuseport;
   if ((r = uv_loop_init(&w->loop)) < 0) return r;
+  w->inited = 1;
   uv_async_init(&w->loop, &w->wake, on_wake);
   w->wake.data = w;
+  if (w == &w->app->w[0]) { /* the main loop's own handles, started later */
+    int i;
+    for (i = 0; i < 2; i++) {
+      uv_signal_init(&w->loop, &w->app->sigs[i]);
+      w->app->sigs[i].data = w->app;
+    }
+    uv_async_init(&w->loop, &w->app->done, on_done);
+    w->app->done.data = w->app;
+  }
   r = mrpc_server_new(&w->loop, &o, &w->srv);
   if (r == 0) r = mrpc_server_register(w->srv, "Echo", "Echo", on_echo, NULL);
   if (r == 0) r = mrpc_server_listen(w->srv, network, address);
@@ -179,28 +204,32 @@ int main(int argc, char **argv) {
   }
 
   if (ready) remove(ready);
+  for (i = 0; i < app.n; i++) app.w[i].app = &app;
   r = start_worker(&app.w[0], app.n > 1, network, rest);
+  if (!app.w[0].inited) {
+    fprintf(stderr, "moonrpc-echo: uv_loop_init: %s\n", uv_strerror(r));
+    return 1;
+  }
   if (r == 0) r = mrpc_server_address(app.w[0].srv, 0, where, sizeof where);
   /* The others listen on the port worker 0 got. */
   if (r == 0) r = mrpc_addr_split(where, &network, rest, sizeof rest);
   for (i = 1; r == 0 && i < app.n; i++, started++) {
     if ((r = start_worker(&app.w[i], 1, network, rest)) < 0) {
-      close_now(&app.w[i]);
-      uv_run(&app.w[i].loop, UV_RUN_DEFAULT);
-      uv_loop_close(&app.w[i].loop);
+      if (app.w[i].inited) {
+        close_now(&app.w[i]);
+        uv_run(&app.w[i].loop, UV_RUN_DEFAULT);
+        uv_loop_close(&app.w[i].loop);
+      }
       break;
     }
   }
   if (r == 0) {
-    for (i = 0; i < 2; i++) {
-      uv_signal_init(&app.w[0].loop, &app.sigs[i]);
-      app.sigs[i].data = &app;
-      uv_signal_start(&app.sigs[i], on_signal, i == 0 ? SIGINT : SIGTERM);
-    }
-    app.w[0].sigs = app.sigs;
     for (; r == 0 && threads < started; threads++)
-      r = uv_thread_create(&app.w[threads].thread, run_worker, &app.w[threads]);
+      if ((r = uv_thread_create(&app.w[threads].thread, run_worker, &app.w[threads])) < 0) break;
   }
+  app.threads = threads - 1; /* before anything can close worker 0 */
+  if (r == 0)
+    for (i = 0; i < 2; i++) uv_signal_start(&app.sigs[i], on_signal, i == 0 ? SIGINT : SIGTERM);
   if (r == 0) {
     printf("listening on %s", where);
     if (app.n > 1) printf(" (%d workers)", app.n);

@@ -76,10 +76,17 @@ function Pool:_start(w, listen)
   local buf = ""
   w.ready = sched.future()
   w.addr, w.started = nil, core.now()
-  local id
+  local id, ends, handle = nil, 0, nil
+  local function finish_one(proc)
+    handle = handle or proc
+    ends = ends + 1
+    if ends < 2 then return end
+    sched.unlisten(id)
+    if handle then handle:close() end
+  end
   id = sched.listen(function(what, a, b)
     if what == "stdout" then
-      if a == nil then return end
+      if a == nil then return finish_one() end
       buf = buf .. a
       for line in buf:gmatch("([^\n]*)\n") do
         local addr = not w.addr and line:match("^listening on (%S+)")
@@ -93,10 +100,15 @@ function Pool:_start(w, listen)
       buf = buf:match("[^\n]*$")
       io.stdout:flush()
     elseif what == "exit" then
-      sched.unlisten(id)
-      w.proc:close()
+      local proc = w.proc
       w.proc = nil
       if not w.ready.done then w.ready:set(false) end
+      -- The handle closes once both the exit and the end of its stdout
+      -- came, so the last lines a dying worker wrote are still passed on.
+      finish_one(proc)
+      -- A grandchild that inherited the pipe may hold it open: give up on
+      -- the end of stdout after a second.
+      sched.after(1, function() if ends == 1 then finish_one() end end, true)
       self:_exited(w, a, b)
     end
   end)
@@ -108,7 +120,7 @@ function Pool:_start(w, listen)
     w.ready:set(false)
     return nil, code .. ": " .. msg
   end
-  w.proc, w.pid = proc, proc:pid()
+  w.proc, w.pid, handle = proc, proc:pid(), proc
   return true
 end
 
@@ -120,7 +132,8 @@ function Pool:_exited(w, status, signal)
     if self.on_change then self.on_change() end
     return
   end
-  local how = signal and ("killed by " .. signal) or ("exited with status " .. status)
+  local how = signal and ("killed by " .. signal)
+    or (status == -1 and "could not be started") or ("exited with status " .. status)
   local lived = (core.now() - w.started) / 1000
   if lived >= STABLE_S then w.pause = RESTART_MIN
   else w.pause = math.min((w.pause or RESTART_MIN / 2) * 2, RESTART_MAX) end
@@ -129,7 +142,13 @@ function Pool:_exited(w, status, signal)
   sched.after(w.pause, function()
     if self.stopping then return end
     local ok, err = self:_start(w, self.addr)
-    if not ok then log("worker ", w.i, ": cannot start: ", err) end
+    if not ok then
+      -- Spawning failed (EAGAIN, EMFILE, the binary briefly gone): try
+      -- again after a longer pause, as for a worker that died young.
+      log("worker ", w.i, ": cannot start: ", err)
+      w.started = core.now()
+      return self:_exited(w, -1, nil)
+    end
     sched.spawn(function()
       if w.ready:wait() and w.ready:get() then
         log("worker ", w.i, " (pid ", w.pid, ") serves again")

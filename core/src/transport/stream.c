@@ -66,6 +66,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   mrpc__rbuf_t *sh = st->shared;
   char *p;
   size_t n, tail = mrpc_decoder_pending(&st->dec);
+  if (st->in_shared) {
+    /* A read of this same stream from inside its own read callback (a
+     * host that ran the loop from a handler, which libuv forbids): the
+     * decoder holds the borrowed shared buffer, which must not move. */
+    buf->base = NULL;
+    buf->len = 0; /* libuv reports UV_ENOBUFS */
+    return;
+  }
   if (sh && !sh->busy && !st->dec.error && tail <= sh->cap / 2) {
     if (tail) memcpy(sh->data, st->dec.in.data + st->dec.pos, tail);
     st->dec.in.len = st->dec.pos = 0;
