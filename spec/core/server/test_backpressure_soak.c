@@ -29,40 +29,8 @@
 #include "moonrpc.h"
 
 #include "check.h"
+#include "echo_child.h"
 
-static void h_echo(mrpc_req_t *req, void *ud) {
-  const mrpc_frame_t *f = mrpc_req_frame(req);
-  (void)ud;
-  mrpc_req_reply(req, f->payload, f->payload_len, NULL, 0);
-}
-
-static void child(int port_fd) {
-  uv_loop_t loop;
-  mrpc_server_t *s;
-  char addr[320];
-  uv_loop_init(&loop);
-  if (mrpc_server_new(&loop, NULL, &s) != 0 ||
-      mrpc_server_register(s, "Echo", "Echo", h_echo, NULL) != 0 ||
-      mrpc_server_listen(s, "tcp", "127.0.0.1:0") != 0 ||
-      mrpc_server_address(s, 0, addr, sizeof addr) != 0)
-    _exit(2);
-  if (write(port_fd, addr, strlen(addr) + 1) < 0) _exit(2);
-  close(port_fd);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  _exit(0);
-}
-
-static long rss_kib(pid_t pid) {
-  char path[64], line[256];
-  long kb = -1;
-  FILE *f;
-  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  if (!(f = fopen(path, "r"))) return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-  fclose(f);
-  return kb;
-}
 
 static double now_s(void) {
   struct timespec ts;
@@ -162,7 +130,7 @@ int main(int argc, char **argv) {
   if (pipe(pfd) != 0) return 1;
   if ((pid = fork()) == 0) {
     close(pfd[0]);
-    child(pfd[1]);
+    echo_child_run(pfd[1], NULL);
   }
   close(pfd[1]);
   if (read(pfd[0], addr, sizeof addr - 1) <= 0) return 1;

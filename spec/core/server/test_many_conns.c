@@ -32,6 +32,7 @@
 #include "moonrpc.h"
 
 #include "check.h"
+#include "echo_child.h"
 
 /* ---- the child: a server with Echo.Echo ------------------------------------ */
 
@@ -44,45 +45,15 @@ static void child_log(void *ud, int level, const char *msg) {
   if (write(log_fd, line, (size_t)n) < 0) {}
 }
 
-static void h_echo(mrpc_req_t *req, void *ud) {
-  const mrpc_frame_t *f = mrpc_req_frame(req);
-  (void)ud;
-  mrpc_req_reply(req, f->payload, f->payload_len, NULL, 0);
-}
-
 static void child(int port_fd, unsigned max_conns) {
-  uv_loop_t loop;
-  mrpc_server_t *s;
   mrpc_server_opts_t o;
-  char addr[320];
-  uv_loop_init(&loop);
   memset(&o, 0, sizeof o);
   o.limits.max_conns = max_conns;
   o.log = child_log;
-  if (mrpc_server_new(&loop, &o, &s) != 0 ||
-      mrpc_server_register(s, "Echo", "Echo", h_echo, NULL) != 0 ||
-      mrpc_server_listen(s, "tcp", "127.0.0.1:0") != 0 ||
-      mrpc_server_address(s, 0, addr, sizeof addr) != 0)
-    _exit(2);
-  if (write(port_fd, addr, strlen(addr) + 1) < 0) _exit(2);
-  close(port_fd);
-  uv_run(&loop, UV_RUN_DEFAULT); /* until SIGTERM */
-  _exit(0);
+  echo_child_run(port_fd, &o); /* until SIGTERM */
 }
 
 /* ---- this side: plain sockets ------------------------------------------------ */
-
-static long rss_kib(pid_t pid) {
-  char path[64], line[256];
-  long kb = -1;
-  FILE *f;
-  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  if (!(f = fopen(path, "r"))) return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-  fclose(f);
-  return kb;
-}
 
 static int read_full(int fd, char *p, size_t n) {
   while (n > 0) {
